@@ -1,0 +1,123 @@
+"""Text generation from base and tuned models, with the models loaded lazily and cached.
+
+The prompt is framed exactly as in training (bos + input + separator); the answer is the new
+tokens up to eos, cut at the first stop sequence. Uses Hugging Face `generate` (KV cache).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunespec.engine import modelio, runtime
+
+runtime.configure()
+
+CACHE_SIZE = 8
+MAX_CANDIDATES = 8
+
+_cache: OrderedDict[str, _Loaded] = OrderedDict()
+_load_lock = threading.Lock()
+_generate_lock = threading.Lock()  # one generation at a time: seeds use torch's global RNG
+
+
+@dataclass
+class _Loaded:
+    model: object
+    tokenizer: object
+    fmt: modelio.PromptFormat
+    positions: int | None
+
+
+def _load(model_dir: Path) -> _Loaded:
+    import torch
+
+    key = str(Path(model_dir).expanduser().resolve())
+    with _load_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        source = modelio.check_model_dir(Path(key))
+        device = runtime.device()
+        base_dir = modelio.check_model_dir(modelio.base_dir_of(source))
+        dtype = torch.float32
+        if device.type == "cuda" and modelio.is_adapter(source) and torch.cuda.is_bf16_supported():
+            dtype = torch.bfloat16
+        model = modelio.load_full(base_dir, device, dtype)
+        if modelio.is_adapter(source):
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(source)).merge_and_unload()
+        model.eval()
+        tokenizer = modelio.load_tokenizer(source)
+        loaded = _Loaded(model, tokenizer, modelio.PromptFormat.of(tokenizer), modelio.max_positions(model))
+        _cache[key] = loaded
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+        return loaded
+
+
+def _stop_criteria(tokenizer, stops: list[str], start: int):
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    tail = 4 * max(len(s) for s in stops) + 4  # enough tokens to hold any stop string
+
+    class StopOnStrings(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            texts = tokenizer.batch_decode(input_ids[:, max(start, input_ids.shape[1] - tail):],
+                                           skip_special_tokens=True)
+            return torch.tensor([any(s in t for s in stops) for t in texts], device=input_ids.device)
+
+    return StoppingCriteriaList([StopOnStrings()])
+
+
+def generate(model_dir: Path, prompt: str, *, temperature: float, top_p: float, top_k: int,
+             candidate_count: int, max_output_tokens: int, stop_sequences: list[str],
+             seed: int | None = None) -> list[str]:
+    """`candidate_count` completions of `prompt` (only the new text). temperature 0 means greedy."""
+    import torch
+    from transformers import GenerationConfig
+
+    if not 1 <= candidate_count <= MAX_CANDIDATES:
+        raise ValueError(f"candidate_count must be between 1 and {MAX_CANDIDATES}, got {candidate_count}")
+    if max_output_tokens < 1:
+        raise ValueError(f"max_output_tokens must be at least 1, got {max_output_tokens}")
+    if temperature < 0 or not 0 <= top_p <= 1 or top_k < 0:
+        raise ValueError("temperature and top_k must be >= 0 and top_p within [0, 1]")
+    loaded = _load(model_dir)
+    fmt, tokenizer = loaded.fmt, loaded.tokenizer
+    max_new = max_output_tokens
+    limit = None
+    if loaded.positions:
+        max_new = max(1, min(max_new, loaded.positions - len(fmt.bos) - len(fmt.sep) - 1))
+        limit = loaded.positions - max_new
+    ids = fmt.prompt_ids(modelio.encode(tokenizer, prompt), limit)
+    device = next(loaded.model.parameters()).device
+    input_ids = torch.tensor([ids], device=device)
+    sample = temperature > 0
+    config = GenerationConfig(
+        max_new_tokens=max_new, do_sample=sample, num_return_sequences=candidate_count if sample else 1,
+        eos_token_id=fmt.eos, pad_token_id=fmt.pad,
+        **({"temperature": temperature, "top_p": top_p or 1.0, "top_k": top_k} if sample else {}),
+    )
+    stops = [s for s in stop_sequences if s]
+    criteria = _stop_criteria(tokenizer, stops, len(ids)) if stops else None
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with _generate_lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
+        torch.manual_seed(seed if seed is not None else random.getrandbits(63))
+        out = loaded.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                                    generation_config=config, stopping_criteria=criteria)
+    texts = [_finish(tokenizer, row[len(ids):].tolist(), fmt.eos, stops) for row in out]
+    return texts if sample else texts * candidate_count
+
+
+def _finish(tokenizer, new_ids: list[int], eos: int, stops: list[str]) -> str:
+    if eos in new_ids:
+        new_ids = new_ids[: new_ids.index(eos)]
+    text = tokenizer.decode(new_ids, skip_special_tokens=True)
+    cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return text[: min(cuts)] if cuts else text

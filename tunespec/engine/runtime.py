@@ -1,0 +1,39 @@
+"""Process setup shared by the engine's PyTorch code: offline Hugging Face, device choice.
+
+`configure()` must run before transformers / huggingface_hub are imported; every engine module
+that imports them calls it at import time. The network stays off unless the user opts in with
+TUNESPEC_ALLOW_DOWNLOAD=1.
+"""
+
+from __future__ import annotations
+
+import os
+
+ALLOW_DOWNLOAD_ENV = "TUNESPEC_ALLOW_DOWNLOAD"
+
+
+def downloads_allowed() -> bool:
+    """Whether the user opted in to fetching models from the Hugging Face Hub."""
+    return os.environ.get(ALLOW_DOWNLOAD_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def configure() -> None:
+    """Keep transformers offline (unless opted in), quiet and free of telemetry."""
+    if not downloads_allowed():
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def device():
+    """CUDA when present, CPU otherwise."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+configure()

@@ -1,0 +1,314 @@
+"""The training loop: a hand-written fp32 loop over a Hugging Face causal LM.
+
+Read top to bottom: resolve the model (full fine-tuning, or a LoRA adapter via peft), tokenize the
+examples once, build the example stream Google's way (E seeded shuffles of the N examples
+concatenated, cut into batches of B, so step s ends in epoch floor(s*B/N)), then AdamW with
+gradient clipping, the loss on the output tokens only, a checkpoint every few seconds, and the
+final weights as safetensors in `work_dir/model`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunespec.engine import modelio, runtime
+from tunespec.engine.generate import generate
+
+runtime.configure()
+
+__all__ = [
+    "TrainRequest", "TrainingStopped", "checkpoint_step", "epoch_of", "generate", "total_steps", "train",
+]
+
+LORA_ABOVE_PARAMS = 200_000_000  # "auto" tunes bigger models with LoRA
+LORA_RANK, LORA_ALPHA = 8, 16
+CLIP_NORM = 1.0
+MAX_TRAIN_TOKENS = 4096  # per example, even for models with longer contexts
+CHECKPOINT = "checkpoint"
+MODEL = "model"
+
+
+class TrainingStopped(Exception):
+    """should_stop() turned true; the state is in work_dir/checkpoint, `train` resumes from it."""
+
+
+@dataclass
+class TrainRequest:
+    """One tuning job, as the worker hands it over."""
+
+    base_dir: Path
+    examples: list[tuple[str, str]]
+    epoch_count: int
+    batch_size: int
+    learning_rate: float
+    tuning_method: str = "auto"  # "full" | "lora" | "auto" (LoRA above 200M parameters)
+    seed: int = 0
+    init_dir: Path | None = None  # a tuned model to continue from
+
+
+def total_steps(n: int, epochs: int, batch: int) -> int:
+    """ceil(N*E/B): the number of steps Google's service reports as totalSteps."""
+    return -(-n * epochs // batch)
+
+
+def epoch_of(step: int, batch: int, n: int) -> int:
+    """Completed epochs after `step` (1-based) steps: floor(step*B/N)."""
+    return step * batch // n
+
+
+def example_stream(n: int, epochs: int, seed: int) -> list[int]:
+    """E seeded shuffles of range(n), concatenated: the order examples are trained in."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    return [i for _ in range(epochs) for i in torch.randperm(n, generator=generator).tolist()]
+
+
+def checkpoint_step(work_dir: Path) -> int:
+    """The step training would resume after (0 if none; total steps once the model is saved)."""
+    work_dir = Path(work_dir)
+    meta = modelio.read_meta(work_dir / MODEL) if (work_dir / MODEL).is_dir() else {}
+    if "steps" in meta:
+        return int(meta["steps"])
+    ckpt = _checkpoint_dir(work_dir)
+    return json.loads((ckpt / "state.json").read_text())["step"] if ckpt else 0
+
+
+def train(req: TrainRequest, work_dir: Path, on_step: Callable[[int, int, float], None],
+          should_stop: Callable[[], bool], *, checkpoint_every_s: float = 2.0,
+          checkpoint_every_steps: int = 50) -> Path:
+    """Tune `req` in `work_dir`, resuming from its checkpoint; return the final model dir.
+
+    Calls on_step(step, epoch, mean_loss) after every step. Raises TrainingStopped (after writing a
+    checkpoint) when should_stop() returns true, ValueError for an invalid request.
+    """
+    import torch
+
+    _validate(req)
+    work_dir = Path(work_dir)
+    final = work_dir / MODEL
+    if "steps" in modelio.read_meta(final):
+        return final
+    work_dir.mkdir(parents=True, exist_ok=True)
+    device = runtime.device()
+    model, tokenizer, method, base_dir = _prepare_model(req, device)
+    fmt = modelio.PromptFormat.of(tokenizer)
+    ids_all, labels_all, lengths = _tokenize(req.examples, tokenizer, fmt, _train_limit(model), device)
+
+    n, batch = len(req.examples), req.batch_size
+    total = total_steps(n, req.epoch_count, batch)
+    order = example_stream(n, req.epoch_count, req.seed)
+    batches = [order[s * batch:(s + 1) * batch] for s in range(total)]
+    widths = [max(lengths[i] for i in b) for b in batches]
+    order_t = torch.tensor(order, device=device)
+
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    optimizer = torch.optim.AdamW(params, lr=req.learning_rate, betas=(0.9, 0.999), eps=1e-8,
+                                  weight_decay=0.0)
+    fingerprint = _fingerprint(req, method, base_dir)
+    step = _load_checkpoint(work_dir, model, optimizer, fingerprint)
+
+    model.train()
+    saved_step, saved_at = step, time.monotonic()
+    while step < total:
+        if should_stop():
+            _save_checkpoint(work_dir, named, optimizer, step, total, fingerprint)
+            raise TrainingStopped(f"stopped after step {step} of {total}")
+        rows = order_t[step * batch:(step + 1) * batch]
+        width = widths[step]
+        input_ids = ids_all.index_select(0, rows)[:, :width]
+        labels = labels_all.index_select(0, rows)[:, :width]
+        # Right padding under a causal mask never reaches a real token: no attention mask needed.
+        loss = model(input_ids=input_ids, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, CLIP_NORM)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        mean_loss = loss.item()
+        if not math.isfinite(mean_loss):
+            raise RuntimeError(f"training diverged at step {step}: the loss is {mean_loss}; "
+                               "lower the learning rate")
+        on_step(step, epoch_of(step, batch, n), mean_loss)
+        if step < total and (step - saved_step >= checkpoint_every_steps
+                             or time.monotonic() - saved_at >= checkpoint_every_s):
+            _save_checkpoint(work_dir, named, optimizer, step, total, fingerprint)
+            saved_step, saved_at = step, time.monotonic()
+
+    _save_model(final, model, tokenizer, method, base_dir, total, req)
+    for leftover in (work_dir / CHECKPOINT, work_dir / f"{CHECKPOINT}.old"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return final
+
+
+# --- request and model -------------------------------------------------------------------------
+
+def _validate(req: TrainRequest) -> None:
+    if not req.examples:
+        raise ValueError("no training examples")
+    for name in ("epoch_count", "batch_size"):
+        if int(getattr(req, name)) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(req, name)}")
+    if not (req.learning_rate > 0 and math.isfinite(req.learning_rate)):
+        raise ValueError(f"learning_rate must be a positive number, got {req.learning_rate}")
+    if req.tuning_method not in ("full", "lora", "auto", "", None):
+        raise ValueError(f"tuning_method must be 'full' or 'lora', got {req.tuning_method!r}")
+
+
+def _estimate_params(model_dir: Path) -> int:
+    """Parameter count from the weight files' sizes (before loading anything)."""
+    size = sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin") for f in model_dir.glob(pattern))
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        config = {}
+    dtype = str(config.get("dtype") or config.get("torch_dtype") or "float32")
+    return size // (2 if ("16" in dtype) else 4)
+
+
+def _resolve_method(requested: str | None, params: int) -> str:
+    if requested in ("full", "lora"):
+        return requested
+    return "lora" if params > LORA_ABOVE_PARAMS else "full"
+
+
+def _prepare_model(req: TrainRequest, device):
+    """(model ready to train, tokenizer, "full"|"lora", full base dir the weights start from)."""
+    import torch
+
+    source = modelio.check_model_dir(Path(req.init_dir or req.base_dir))
+    adapter = source if modelio.is_adapter(source) else None
+    base_dir = modelio.check_model_dir(modelio.base_dir_of(source))
+    method = _resolve_method(req.tuning_method, _estimate_params(base_dir))
+    dtype = torch.float32
+    if (method == "lora" and device.type == "cuda" and _estimate_params(base_dir) > LORA_ABOVE_PARAMS
+            and torch.cuda.is_bf16_supported()):
+        dtype = torch.bfloat16  # frozen base weights only; the adapter trains in fp32
+    tokenizer = modelio.load_tokenizer(source)
+    model = modelio.load_full(base_dir, device, dtype)
+    if method == "lora":
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        torch.manual_seed(req.seed)
+        if adapter is not None:
+            model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+        else:
+            config = LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
+                                target_modules="all-linear", task_type="CAUSAL_LM")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # peft vs transformers 5 deprecation
+                model = get_peft_model(model, config)
+        for p in model.parameters():
+            if p.requires_grad:
+                p.data = p.data.float()
+    else:
+        if adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        for p in model.parameters():
+            p.requires_grad_(True)
+    return model, tokenizer, method, base_dir
+
+
+def _train_limit(model) -> int:
+    positions = modelio.max_positions(model)
+    return min(positions, MAX_TRAIN_TOKENS) if positions else MAX_TRAIN_TOKENS
+
+
+def _tokenize(examples, tokenizer, fmt: modelio.PromptFormat, limit: int, device):
+    """All examples as right-padded [N, Lmax] id and label tensors, plus each one's length."""
+    import torch
+
+    rows = [fmt.example(modelio.encode(tokenizer, inp), modelio.encode(tokenizer, out), limit)
+            for inp, out in examples]
+    lengths = [len(ids) for ids, _ in rows]
+    width = max(lengths)
+    ids_all = torch.full((len(rows), width), fmt.pad, dtype=torch.long)
+    labels_all = torch.full((len(rows), width), modelio.IGNORE, dtype=torch.long)
+    for i, (ids, labels) in enumerate(rows):
+        ids_all[i, :len(ids)] = torch.tensor(ids)
+        labels_all[i, :len(labels)] = torch.tensor(labels)
+    return ids_all.to(device), labels_all.to(device), lengths
+
+
+def _fingerprint(req: TrainRequest, method: str, base_dir: Path) -> str:
+    blob = json.dumps([req.examples, req.epoch_count, req.batch_size, req.learning_rate, method,
+                       req.seed, str(base_dir), str(req.init_dir or "")])
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+def _checkpoint_dir(work_dir: Path) -> Path | None:
+    for name in (CHECKPOINT, f"{CHECKPOINT}.old"):  # .old survives a crash between two renames
+        if (work_dir / name / "state.json").is_file():
+            return work_dir / name
+    return None
+
+
+def _save_checkpoint(work_dir: Path, named, optimizer, step: int, total: int, fingerprint: str) -> None:
+    """Trainable weights (safetensors), optimizer + RNG state, step: written aside, then renamed."""
+    import torch
+    from safetensors.torch import save_file
+
+    tmp = work_dir / f"{CHECKPOINT}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file({name: p.detach().to("cpu").contiguous() for name, p in named}, tmp / "weights.safetensors")
+    state = {"optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    torch.save(state, tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "total": total, "fingerprint": fingerprint}))
+    modelio.atomic_dir_swap(tmp, work_dir / CHECKPOINT)
+
+
+def _load_checkpoint(work_dir: Path, model, optimizer, fingerprint: str) -> int:
+    """Restore weights, optimizer and RNG from the checkpoint; the step to continue after (0: none)."""
+    import torch
+    from safetensors.torch import load_file
+
+    ckpt = _checkpoint_dir(work_dir)
+    if ckpt is None:
+        return 0
+    meta = json.loads((ckpt / "state.json").read_text())
+    if meta.get("fingerprint") != fingerprint:
+        raise ValueError(f"{ckpt} belongs to a different tuning job (other data, hyperparameters or "
+                         "base model); delete it to start over")
+    weights = load_file(str(ckpt / "weights.safetensors"), device=str(next(model.parameters()).device))
+    _, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or set(weights) - {name for name, _ in model.named_parameters()}:
+        raise ValueError(f"{ckpt} does not match the model being tuned: unexpected {unexpected[:3]}")
+    state = torch.load(ckpt / "optimizer.pt", weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return int(meta["step"])
+
+
+def _save_model(final: Path, model, tokenizer, method: str, base_dir: Path, total: int,
+                req: TrainRequest) -> None:
+    """The tuned model as safetensors (full weights, or the adapter naming its base), atomically."""
+    tmp = final.with_name(f"{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    meta = {"kind": method, "steps": total, "tokenizer": modelio.read_meta(base_dir).get("tokenizer", "auto"),
+            "epoch_count": req.epoch_count, "batch_size": req.batch_size,
+            "learning_rate": req.learning_rate, "seed": req.seed}
+    if method == "lora":
+        meta["base_dir"] = str(base_dir)
+    modelio.write_meta(tmp, meta)
+    (tmp / "README.md").unlink(missing_ok=True)  # peft's empty model card
+    modelio.atomic_dir_swap(tmp, final)
