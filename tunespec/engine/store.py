@@ -1,0 +1,312 @@
+"""SQLite (WAL) persistence: tuned models, their operations and training snapshots.
+
+One row per tuned model carries its operation too (`op_id`, error fields): a tuned model has
+exactly one CreateTunedModel operation. The training data is kept (the worker needs it, and a
+resumed job needs it again) but is never returned by the API. Every process and thread opens its
+own connection; claims on queued jobs are atomic compare-and-set UPDATEs with a lease, so two
+engines on one data dir never run the same job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+DB_NAME = "engine.db"
+LEASE_S = 15.0
+MAX_ATTEMPTS = 3
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tuned_models (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    project TEXT NOT NULL,
+    api_version TEXT NOT NULL,
+    op_id TEXT NOT NULL,
+    base_model TEXT NOT NULL,
+    source_tuned_model TEXT,
+    display_name TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    temperature REAL, top_p REAL, top_k INTEGER,
+    state TEXT NOT NULL,
+    create_ns INTEGER NOT NULL, update_ns INTEGER NOT NULL, start_ns INTEGER, complete_ns INTEGER,
+    epoch_count INTEGER NOT NULL, batch_size INTEGER NOT NULL,
+    learning_rate REAL, learning_rate_multiplier REAL, effective_learning_rate REAL NOT NULL,
+    tuning_method TEXT NOT NULL,
+    example_count INTEGER NOT NULL, total_steps INTEGER NOT NULL, completed_steps INTEGER NOT NULL DEFAULT 0,
+    examples TEXT NOT NULL,
+    init_dir TEXT, weights_dir TEXT,
+    error_code INTEGER, error_message TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    claimed_by TEXT, lease_until REAL, attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS tuned_models_project ON tuned_models(project, seq);
+CREATE TABLE IF NOT EXISTS snapshots (
+    model_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    mean_loss REAL NOT NULL,
+    compute_ns INTEGER NOT NULL,
+    PRIMARY KEY (model_id, step)
+);
+"""
+
+
+class AlreadyExists(Exception):
+    """A tuned model with that id exists (in any project)."""
+
+
+def owner_token() -> str:
+    """Identifies one worker process: host, pid and a start stamp."""
+    return f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True when `owner` names a process on this host that no longer runs."""
+    try:
+        host, pid, _ = owner.split(":")
+    except ValueError:
+        return True
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a killed child that nobody reaped yet still answers kill(0)
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+class Store:
+    """The engine's database in `data_dir/engine.db` (created on first use)."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.data_dir / DB_NAME
+        self._local = threading.local()
+        self._conn().executescript(_SCHEMA)
+
+    # ---- connections -------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # ---- tuned models ------------------------------------------------------------------------
+    def insert_model(self, row: dict[str, Any]) -> None:
+        row = dict(row)
+        row["examples"] = json.dumps(row["examples"])
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        try:
+            with self._tx() as db:
+                db.execute(f"INSERT INTO tuned_models ({cols}) VALUES ({marks})", tuple(row.values()))
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExists(row["id"]) from exc
+
+    def get_model(self, model_id: str) -> dict[str, Any] | None:
+        cur = self._conn().execute("SELECT * FROM tuned_models WHERE id = ?", (model_id,))
+        r = cur.fetchone()
+        return dict(r) if r else None
+
+    def list_models(self, project: str, *, after_seq: int = 0, limit: int = 10) -> list[dict[str, Any]]:
+        cur = self._conn().execute(
+            "SELECT * FROM tuned_models WHERE project = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (project, after_seq, limit),
+        )
+        return [dict(r) for r in cur.fetchall()]
+
+    def update_model(self, model_id: str, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self._tx() as db:
+            db.execute(f"UPDATE tuned_models SET {sets} WHERE id = ?", (*fields.values(), model_id))
+
+    def delete_model(self, model_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM tuned_models WHERE id = ?", (model_id,))
+            db.execute("DELETE FROM snapshots WHERE model_id = ?", (model_id,))
+
+    def examples(self, row: dict[str, Any]) -> list[tuple[str, str]]:
+        return [tuple(e) for e in json.loads(row["examples"])]
+
+    # ---- snapshots ---------------------------------------------------------------------------
+    def snapshots(self, model_id: str) -> list[dict[str, Any]]:
+        cur = self._conn().execute(
+            "SELECT step, epoch, mean_loss, compute_ns FROM snapshots WHERE model_id = ? ORDER BY step",
+            (model_id,),
+        )
+        return [dict(r) for r in cur.fetchall()]
+
+    def add_snapshot(self, model_id: str, step: int, epoch: int, mean_loss: float, compute_ns: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
+                (model_id, step, epoch, float(mean_loss), compute_ns),
+            )
+            db.execute("UPDATE tuned_models SET completed_steps = ? WHERE id = ?", (step, model_id))
+
+    def delete_snapshots_after(self, model_id: str, step: int) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM snapshots WHERE model_id = ? AND step > ?", (model_id, step))
+            db.execute("UPDATE tuned_models SET completed_steps = ? WHERE id = ?", (step, model_id))
+
+    # ---- the job queue -----------------------------------------------------------------------
+    def claim_next(
+        self, owner: str, *, lease_s: float = LEASE_S, is_dead: Callable[[str], bool] = owner_is_dead
+    ) -> dict[str, Any] | None:
+        """Atomically claim the oldest CREATING job nobody (alive) holds; None when the queue is empty."""
+        now = time.time()
+        cur = self._conn().execute(
+            "SELECT id, claimed_by, lease_until, attempts FROM tuned_models "
+            "WHERE state = 'CREATING' AND cancel_requested = 0 ORDER BY seq"
+        )
+        for r in cur.fetchall():
+            held = r["claimed_by"]
+            if held and (r["lease_until"] or 0) > now and not is_dead(held):
+                continue
+            with self._tx() as db:
+                got = db.execute(
+                    "UPDATE tuned_models SET claimed_by = ?, lease_until = ?, attempts = attempts + 1 "
+                    "WHERE id = ? AND state = 'CREATING' AND cancel_requested = 0 AND claimed_by IS ?",
+                    (owner, now + lease_s, r["id"], held),
+                ).rowcount
+            if got == 1:
+                return self.get_model(r["id"])
+        return None
+
+    def heartbeat(self, owner: str, *, lease_s: float = LEASE_S) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE tuned_models SET lease_until = ? WHERE claimed_by = ? AND state = 'CREATING'",
+                (time.time() + lease_s, owner),
+            )
+
+    def release(self, model_id: str, owner: str) -> None:
+        """Give a job back to the queue (engine shutting down): the next worker resumes it."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE tuned_models SET claimed_by = NULL, lease_until = NULL, attempts = attempts - 1 "
+                "WHERE id = ? AND claimed_by = ?",
+                (model_id, owner),
+            )
+
+    def finish(
+        self,
+        model_id: str,
+        owner: str | None,
+        *,
+        state: str,
+        now_ns: int,
+        weights_dir: str | None = None,
+        error_code: int | None = None,
+        error_message: str | None = None,
+    ) -> bool:
+        """Move a CREATING job to ACTIVE or FAILED (only if `owner` still holds it, when given)."""
+        cond = "claimed_by = ?" if owner is not None else "1 = 1"
+        args: tuple[Any, ...] = (owner,) if owner is not None else ()
+        with self._tx() as db:
+            n = db.execute(
+                "UPDATE tuned_models SET state = ?, complete_ns = ?, update_ns = ?, weights_dir = ?, "
+                "error_code = ?, error_message = ?, claimed_by = NULL, lease_until = NULL "
+                f"WHERE id = ? AND state = 'CREATING' AND {cond}",
+                (state, now_ns, now_ns, weights_dir, error_code, error_message, model_id, *args),
+            ).rowcount
+        return n == 1
+
+    def request_cancel(self, model_id: str, now_ns: int, message: str) -> str:
+        """Cancel a job: a queued one ends at once ("cancelled"); a running one is flagged ("requested")."""
+        with self._tx() as db:
+            r = db.execute(
+                "SELECT state, claimed_by, lease_until FROM tuned_models WHERE id = ?", (model_id,)
+            ).fetchone()
+            if r is None or r["state"] != "CREATING":
+                return "done"
+            held = (
+                r["claimed_by"]
+                and (r["lease_until"] or 0) > time.time()
+                and not owner_is_dead(r["claimed_by"])
+            )
+            if not held:
+                db.execute(
+                    "UPDATE tuned_models SET state = 'FAILED', complete_ns = ?, update_ns = ?, "
+                    "error_code = 1, error_message = ?, cancel_requested = 1, claimed_by = NULL "
+                    "WHERE id = ?",
+                    (now_ns, now_ns, message, model_id),
+                )
+                return "cancelled"
+            db.execute("UPDATE tuned_models SET cancel_requested = 1 WHERE id = ?", (model_id,))
+            return "requested"
+
+    def reap(
+        self, now_ns: int, *, is_dead: Callable[[str], bool] = owner_is_dead, max_attempts: int = MAX_ATTEMPTS
+    ) -> list[str]:
+        """End jobs no live worker will finish: cancelled ones whose worker died, and jobs that crashed
+        their worker `max_attempts` times. Returns the ids ended."""
+        now = time.time()
+        ended = []
+        cur = self._conn().execute(
+            "SELECT id, claimed_by, lease_until, attempts, cancel_requested FROM tuned_models "
+            "WHERE state = 'CREATING' AND (cancel_requested = 1 OR attempts >= ?)",
+            (max_attempts,),
+        )
+        for r in cur.fetchall():
+            held = r["claimed_by"]
+            if held and (r["lease_until"] or 0) > now and not is_dead(held):
+                continue
+            if r["cancel_requested"]:
+                code, msg = 1, "Tuning was cancelled."
+            else:
+                code, msg = (
+                    13,
+                    (
+                        f"Tuning failed: the job was interrupted {r['attempts']} times "
+                        "(engine stopped or crashed while training); giving up."
+                    ),
+                )
+            with self._tx() as db:
+                n = db.execute(
+                    "UPDATE tuned_models SET state = 'FAILED', complete_ns = ?, update_ns = ?, "
+                    "error_code = ?, error_message = ?, claimed_by = NULL "
+                    "WHERE id = ? AND state = 'CREATING' AND claimed_by IS ?",
+                    (now_ns, now_ns, code, msg, r["id"], held),
+                ).rowcount
+            if n:
+                ended.append(r["id"])
+        return ended

@@ -1,0 +1,231 @@
+"""Google's JSON wire format: lenient parsing, case mapping, timestamps, enums, errors.
+
+Requests may use lowerCamelCase or snake_case keys (even mixed) and may carry trailing commas
+(Google's parser accepts the quickstart's `"epoch_count":3, }`). Responses use lowerCamelCase,
+omit default values, write timestamps as RFC 3339 UTC and enums as names, or as numbers when the
+request carries `$alt=json;enum-encoding=int`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+STATUS_HTTP = {
+    "CANCELLED": 499,
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "ABORTED": 409,
+    "RESOURCE_EXHAUSTED": 429,
+    "INTERNAL": 500,
+    "UNIMPLEMENTED": 501,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+RPC_CODE = {
+    "OK": 0,
+    "CANCELLED": 1,
+    "UNKNOWN": 2,
+    "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5,
+    "ALREADY_EXISTS": 6,
+    "PERMISSION_DENIED": 7,
+    "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9,
+    "ABORTED": 10,
+    "OUT_OF_RANGE": 11,
+    "UNIMPLEMENTED": 12,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
+    "DATA_LOSS": 15,
+    "UNAUTHENTICATED": 16,
+}
+
+
+class ApiException(Exception):
+    """An error answered as `{"error": {code, message, status, details?}}`."""
+
+    def __init__(
+        self, status: str, message: str, *, violations: list[tuple[str, str]] | None = None, reason: str = ""
+    ):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.http_status = STATUS_HTTP.get(status, 500)
+        self.violations = violations or []
+        self.reason = reason
+
+    def body(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.http_status, "message": self.message, "status": self.status}
+        details = []
+        if self.reason:
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": self.reason,
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
+                }
+            )
+        if self.violations:
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.BadRequest",
+                    "fieldViolations": [{"field": f, "description": d} for f, d in self.violations],
+                }
+            )
+        if details:
+            err["details"] = details
+        return {"error": err}
+
+
+def invalid(
+    message: str, field: str = "", *, violations: list[tuple[str, str]] | None = None
+) -> ApiException:
+    """400 INVALID_ARGUMENT naming the offending field."""
+    if violations is None and field:
+        violations = [(field, message)]
+    return ApiException("INVALID_ARGUMENT", message, violations=violations)
+
+
+# ---- lenient JSON --------------------------------------------------------------------------------
+
+
+def _strip_trailing_commas(text: str) -> str:
+    out: list[str] = []
+    i, n = 0, len(text)
+    in_str = False
+    while i < n:
+        c = text[i]
+        if in_str:
+            out.append(c)
+            if c == "\\" and i + 1 < n:
+                out.append(text[i + 1])
+                i += 2
+                continue
+            if c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+            out.append(c)
+        elif c == ",":
+            j = i + 1
+            while j < n and text[j] in " \t\r\n":
+                j += 1
+            if j < n and text[j] in "}]":
+                i += 1
+                continue
+            out.append(c)
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """Parse a request body like Google does: JSON object, trailing commas tolerated; empty is `{}`."""
+    if not raw.strip():
+        return {}
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise invalid(f"Invalid JSON payload received. Request body is not UTF-8 ({exc.reason}).") from None
+    try:
+        value = json.loads(_strip_trailing_commas(text))
+    except json.JSONDecodeError as exc:
+        raise invalid(
+            f"Invalid JSON payload received. {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None
+    if not isinstance(value, dict):
+        raise invalid("Invalid JSON payload received. Expected a JSON object at the top level.")
+    return value
+
+
+# ---- case mapping --------------------------------------------------------------------------------
+
+_CAMEL_RE = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def snake(key: str) -> str:
+    """`textInput` -> `text_input` (snake_case input passes through)."""
+    return _CAMEL_RE.sub(lambda m: "_" + m.group(1).lower(), key)
+
+
+def camel(key: str) -> str:
+    """`text_input` -> `textInput`."""
+    head, *rest = key.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def to_snake(value: Any) -> Any:
+    """Recursively snake_case every object key of a request body (`@type` kept)."""
+    if isinstance(value, dict):
+        return {(k if k.startswith("@") else snake(k)): to_snake(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_snake(v) for v in value]
+    return value
+
+
+# ---- enums and response encoding -----------------------------------------------------------------
+
+
+class Enum(str):
+    """An enum value in a response: its name, with its number for `enum-encoding=int`."""
+
+    number: int
+
+    def __new__(cls, name: str, number: int) -> Enum:
+        obj = super().__new__(cls, name)
+        obj.number = number
+        return obj
+
+
+def compact(value: Any, *, int_enums: bool = False) -> Any:
+    """Drop None / empty values (proto3 JSON omits defaults) and encode enums."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            v = compact(v, int_enums=int_enums)
+            if v is None or v == "" or v == [] or v == {} or v is False:
+                continue
+            out[k] = v
+        return out
+    if isinstance(value, (list, tuple)):
+        return [compact(v, int_enums=int_enums) for v in value]
+    if isinstance(value, Enum):
+        return value.number if int_enums else str(value)
+    return value
+
+
+def wants_int_enums(query: str) -> bool:
+    """True when the query string carries `$alt=json;enum-encoding=int` (GAPIC REST transport)."""
+    from urllib.parse import unquote
+
+    return "enum-encoding=int" in unquote(query)
+
+
+# ---- timestamps ----------------------------------------------------------------------------------
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def rfc3339(ns: int | None, digits: int = 6) -> str | None:
+    """Nanoseconds since the epoch -> `2023-09-19T19:56:25.999303Z` (digits fractional digits)."""
+    if ns is None:
+        return None
+    secs, frac = divmod(int(ns), 1_000_000_000)
+    base = datetime.fromtimestamp(secs, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    if digits <= 0:
+        return base + "Z"
+    return f"{base}.{frac:09d}"[: len(base) + 1 + digits] + "Z"

@@ -1,0 +1,221 @@
+"""The training worker: a separate process that runs queued tuning jobs from the store, in order.
+
+`python -m tunespec.engine.worker --data-dir DIR [--concurrency N] [--models JSON]`
+
+Each of N runner threads claims the oldest CREATING job (an atomic UPDATE with a lease, renewed
+by a heartbeat), trains it with tunespec.engine.train, writes one snapshot per step, and ends it
+ACTIVE or FAILED. A cancelled job ends FAILED with operation error code 1 (CANCELLED). On SIGTERM
+the running jobs checkpoint and go back to the queue; after a crash (SIGKILL) the next worker sees
+the dead owner, reclaims the job and resumes from its last checkpoint. A job that crashes its
+worker three times ends FAILED instead of looping. The worker exits when its parent process dies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tunespec.engine.store import LEASE_S, Store, owner_token
+from tunespec.engine.wire import now_ns
+
+log = logging.getLogger("tunespec.engine.worker")
+POLL_S = 0.2
+HEARTBEAT_S = 2.0
+CANCELLED = "Tuning was cancelled."
+
+
+class Worker:
+    """Runs jobs from `data_dir`'s store until `stop()`."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        concurrency: int = 1,
+        extra_models: Mapping[str, Path] | None = None,
+        parent_pid: int | None = None,
+    ):
+        self.data_dir = Path(data_dir)
+        self.store = Store(self.data_dir)
+        self.concurrency = max(1, concurrency)
+        self.extra = dict(extra_models or {})
+        self.owner = owner_token()
+        self.parent_pid = parent_pid
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        """Block until stopped: heartbeat + reaper in this thread, jobs in runner threads."""
+        threading.Thread(target=self._warm_up, daemon=True).start()
+        runners = [
+            threading.Thread(target=self._runner, name=f"runner-{i}", daemon=True)
+            for i in range(self.concurrency)
+        ]
+        for t in runners:
+            t.start()
+        next_beat = 0.0
+        while not self._stop.is_set():
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                log.warning("engine process %s is gone; worker stops", self.parent_pid)
+                self._stop.set()
+                break
+            if time.monotonic() >= next_beat:
+                try:
+                    self.store.heartbeat(self.owner, lease_s=LEASE_S)
+                    for model_id in self.store.reap(now_ns()):
+                        log.info("ended orphaned job tunedModels/%s", model_id)
+                except Exception:  # a busy database must not kill the heartbeat
+                    log.exception("heartbeat failed")
+                next_beat = time.monotonic() + HEARTBEAT_S
+            self._stop.wait(0.25)
+        for t in runners:
+            t.join(timeout=30)
+
+    @staticmethod
+    def _warm_up() -> None:
+        """Import the training stack early so the first job does not wait for it."""
+        try:
+            from tunespec.engine import train  # noqa: F401
+        except Exception:
+            log.exception("importing the training module failed")
+
+    def _runner(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job = self.store.claim_next(self.owner)
+            except Exception:
+                log.exception("claiming a job failed")
+                job = None
+            if job is None:
+                self._stop.wait(POLL_S)
+                continue
+            try:
+                self.run_job(job)
+            except Exception:
+                log.exception("job %s crashed the runner", job["id"])
+
+    def run_job(self, job: dict[str, Any]) -> None:
+        """Train one claimed job to its end (or until stopped/cancelled)."""
+        model_id = job["id"]
+        work_dir = self.data_dir / "jobs" / model_id
+        log.info("training tunedModels/%s (%d steps)", model_id, job["total_steps"])
+        try:
+            from tunespec.engine import basemodels, train
+
+            work_dir.mkdir(parents=True, exist_ok=True)
+            done = train.checkpoint_step(work_dir)
+            self.store.delete_snapshots_after(model_id, done)
+            if job["start_ns"] is None:
+                self.store.update_model(model_id, start_ns=now_ns())
+            base_dir = basemodels.materialize(job["base_model"], self.data_dir, self.extra)
+            init_dir = Path(job["init_dir"]) if job["init_dir"] else None
+            if init_dir is not None and not init_dir.exists():
+                raise RuntimeError(f"the source tuned model's weights are missing ({init_dir})")
+            req = train.TrainRequest(
+                base_dir=Path(base_dir),
+                examples=self.store.examples(job),
+                epoch_count=job["epoch_count"],
+                batch_size=job["batch_size"],
+                learning_rate=job["effective_learning_rate"],
+                tuning_method=job["tuning_method"],
+                seed=0,
+                init_dir=init_dir,
+            )
+        except Exception as exc:
+            self._fail(model_id, f"Tuning failed while preparing the job: {exc}")
+            return
+
+        reason: dict[str, str] = {}
+        last_check = [0.0]
+
+        def on_step(step: int, epoch: int, mean_loss: float) -> None:
+            self.store.add_snapshot(model_id, step, epoch, mean_loss, now_ns())
+
+        def should_stop() -> bool:
+            if self._stop.is_set():
+                reason.setdefault("why", "shutdown")
+                return True
+            now = time.monotonic()
+            if now - last_check[0] < 0.1:
+                return False
+            last_check[0] = now
+            row = self.store.get_model(model_id)
+            if row is None:
+                reason["why"] = "deleted"
+            elif row["cancel_requested"]:
+                reason["why"] = "cancelled"
+            elif row["claimed_by"] != self.owner:
+                reason["why"] = "lost"
+            return "why" in reason
+
+        try:
+            out_dir = train.train(req, work_dir, on_step, should_stop)
+        except train.TrainingStopped:
+            why = reason.get("why", "shutdown")
+            if why == "cancelled":
+                self.store.finish(
+                    model_id,
+                    self.owner,
+                    state="FAILED",
+                    now_ns=now_ns(),
+                    error_code=1,
+                    error_message=CANCELLED,
+                )
+                log.info("tunedModels/%s cancelled", model_id)
+            elif why == "deleted":
+                shutil.rmtree(work_dir, ignore_errors=True)
+            elif why == "shutdown":
+                self.store.release(model_id, self.owner)
+                log.info("tunedModels/%s checkpointed and returned to the queue", model_id)
+            return
+        except Exception as exc:
+            self._fail(model_id, f"Tuning failed: {exc}")
+            return
+        if self.store.get_model(model_id) is None:  # deleted while finishing
+            shutil.rmtree(work_dir, ignore_errors=True)
+            return
+        self.store.finish(model_id, self.owner, state="ACTIVE", now_ns=now_ns(), weights_dir=str(out_dir))
+        log.info("tunedModels/%s is ACTIVE", model_id)
+
+    def _fail(self, model_id: str, message: str) -> None:
+        log.error("tunedModels/%s: %s", model_id, message)
+        self.store.finish(
+            model_id, self.owner, state="FAILED", now_ns=now_ns(), error_code=13, error_message=message
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tunespec.engine.worker")
+    parser.add_argument("--data-dir", required=True, type=Path)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--models", default="{}", help="JSON object {name: path} of extra base models")
+    parser.add_argument("--parent-pid", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s worker[%(process)d] %(levelname)s %(message)s",
+    )
+    extra = {k: Path(v) for k, v in json.loads(args.models).items()}
+    worker = Worker(
+        args.data_dir, concurrency=args.concurrency, extra_models=extra, parent_pid=args.parent_pid
+    )
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    worker.run()
+
+
+if __name__ == "__main__":
+    main()
