@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ BUILTIN_OUTPUT_LIMIT = 512
 PALM_METHODS = ("generateText", "countTextTokens", "createTunedTextModel")
 GEMINI_METHODS = ("generateContent", "countTokens", "createTunedModel")
 _NO_EXTRA: Mapping[str, Path] = {}
+_build_lock = threading.Lock()  # threads of one process; processes race on the rename
 
 _TINY = ("a tiny (0.56M-parameter) Llama-style transformer with a byte-level tokenizer, randomly "
          "initialised from a fixed seed and built on this machine without any download. It knows no "
@@ -169,6 +171,15 @@ def _materialize_builtin(data_dir: Path) -> Path:
     final = data_dir / "models" / BUILTIN_DIR
     if (final / META).is_file():
         return final
+    with _build_lock:
+        if not (final / META).is_file():
+            _build_builtin(final)
+    return final
+
+
+def _build_builtin(final: Path) -> None:
+    from tunespec.engine.modelio import META
+
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{BUILTIN_DIR}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
@@ -183,7 +194,6 @@ def _materialize_builtin(data_dir: Path) -> Path:
                 os.rename(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def _download(hub_id: str, data_dir: Path) -> Path:

@@ -206,6 +206,7 @@ def _prepare_model(req: TrainRequest, device):
                                 target_modules="all-linear", task_type="CAUSAL_LM")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # peft vs transformers 5 deprecation
+                warnings.filterwarnings("ignore", message="fan_in_fan_out")  # GPT-2's Conv1D, handled
                 model = get_peft_model(model, config)
         for p in model.parameters():
             if p.requires_grad:
