@@ -1,0 +1,67 @@
+"""JobSpec + examples -> the exact CreateTunedModel request body, and the step count it implies.
+
+The body uses the lowerCamelCase JSON of Google's wire format (the service also accepts snake_case);
+fields left out of the spec are left out of the body, so the service applies its own defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tunespec.datasets import Example
+from tunespec.spec import JobSpec
+
+DEFAULT_EPOCHS = {"v1beta3": 10, "v1beta": 5}  # the services' documented defaults
+
+
+def resolve_api_version(spec: JobSpec) -> str:
+    """The spec's api_version, else v1beta for Gemini base models and v1beta3 otherwise."""
+    if spec.api_version:
+        return spec.api_version
+    if spec.base_model and spec.base_model.startswith("models/gemini"):
+        return "v1beta"
+    return "v1beta3"
+
+
+def predicted_steps(n: int, epochs: int, batch: int) -> int:
+    """Training steps the service runs: ceil(examples x epochs / batch_size)."""
+    if n < 0 or epochs < 1 or batch < 1:
+        raise ValueError(f"need n >= 0, epochs >= 1 and batch >= 1, got {n}, {epochs}, {batch}")
+    return -(-n * epochs // batch)  # exact integer ceil
+
+
+def spec_steps(spec: JobSpec, n: int) -> int | None:
+    """Predicted steps for `spec` with `n` examples; None when the batch size is left to the service."""
+    hp = spec.hyperparameters
+    epochs = hp.epoch_count or DEFAULT_EPOCHS[resolve_api_version(spec)]
+    if hp.batch_size is None:
+        return None
+    return predicted_steps(n, epochs, hp.batch_size)
+
+
+def render_request(spec: JobSpec, examples: Sequence[Example]) -> dict[str, Any]:
+    """The CreateTunedModel body (a TunedModel) for `spec`, with `examples` as the training data."""
+    body: dict[str, Any] = {}
+    if spec.display_name is not None:
+        body["displayName"] = spec.display_name
+    if spec.description is not None:
+        body["description"] = spec.description
+    if spec.source_model:
+        body["tunedModelSource"] = {"tunedModel": spec.source_model}
+    else:
+        body["baseModel"] = spec.base_model
+    for key, value in (("temperature", spec.temperature), ("topP", spec.top_p), ("topK", spec.top_k)):
+        if value is not None:
+            body[key] = value
+    hp = spec.hyperparameters
+    hyperparameters = {key: value for key, value in (
+        ("epochCount", hp.epoch_count), ("batchSize", hp.batch_size), ("learningRate", hp.learning_rate),
+        ("learningRateMultiplier", hp.learning_rate_multiplier)) if value is not None}
+    task: dict[str, Any] = {}
+    if hyperparameters:
+        task["hyperparameters"] = hyperparameters
+    task["trainingData"] = {"examples": {"examples": [
+        {"textInput": e.text_input, "output": e.output} for e in examples]}}
+    body["tuningTask"] = task
+    return body
