@@ -55,6 +55,7 @@ class FakeService:
         self.steps_per_poll = steps_per_poll
         self.fail_models = fail_models  # ids containing one of these end FAILED
         self.generate_hook: Callable[[str, str], str] | None = None
+        self.advance_on_model_get = True  # False: only operation polls make progress
         self._lock = threading.RLock()
         self._ids = 0
         self._server: ThreadingHTTPServer | None = None
@@ -176,7 +177,7 @@ class FakeService:
                 return 200, {}
             if method == "PATCH":
                 self.models[name].update(body or {})
-            return 200, self._advance(name)
+            return 200, self._advance(name) if self.advance_on_model_get else self.models[name]
         return 404, error_body(404, "NOT_FOUND", f"no route {path}")
 
     def _create(self, version: str, query: dict[str, list[str]], body: dict[str, Any]) -> tuple[int, Any]:

@@ -136,8 +136,9 @@ def api_key_from_env(env: Mapping[str, str]) -> ApiKeyAuth | None:
     return None
 
 
-def google_auth(project: str | None = None, env: Mapping[str, str] | None = None,
-                credentials: Any = None) -> Auth:
+def google_auth(
+    project: str | None = None, env: Mapping[str, str] | None = None, credentials: Any = None
+) -> Auth:
     """Credentials for Google's API: an API key from the environment, else ADC with the tuning scopes.
 
     The quota project is `project` (from `--project` or the spec), else $GOOGLE_CLOUD_PROJECT, else the
@@ -157,12 +158,12 @@ def google_auth(project: str | None = None, env: Mapping[str, str] | None = None
             raise ApiError(
                 "no Google credentials found: set GOOGLE_API_KEY (or GEMINI_API_KEY), or run "
                 "`gcloud auth application-default login --scopes="
-                + ",".join(SCOPES) + "`, or point GOOGLE_APPLICATION_CREDENTIALS at a key file"
+                + ",".join(SCOPES)
+                + "`, or point GOOGLE_APPLICATION_CREDENTIALS at a key file"
             ) from None
     else:
         adc_project = None
-    quota = (project or env.get(PROJECT_ENV) or getattr(credentials, "quota_project_id", None)
-             or adc_project)
+    quota = project or env.get(PROJECT_ENV) or getattr(credentials, "quota_project_id", None) or adc_project
     return GoogleCredentialsAuth(credentials, quota)
 
 

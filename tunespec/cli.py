@@ -138,6 +138,120 @@ def schema() -> None:
 
 # ---- runner commands: plan, apply, status, eval, list, delete (issue 4 / 5) ----------------------
 
+_TARGET_HELP = "Where to run: local, google or an http(s) URL (default: $TUNESPEC_TARGET, else the spec's)."
+
+
+def _runner_options(func):  # type: ignore[no-untyped-def]
+    func = click.option("--project", default=None, metavar="ID",
+                        help="Google Cloud quota project, sent as x-goog-user-project (ADC only).")(func)
+    return click.option("--target", default=None, metavar="TARGET", help=_TARGET_HELP)(func)
+
+
+_SPECS = click.argument("paths", nargs=-1, required=True, metavar="SPEC...")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print one versioned JSON document on stdout.")
+
+
+@cli.command()
+@_SPECS
+@_runner_options
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 0 when nothing would change, 2 when changes are pending, 1 on errors.")
+@_JSON
+def plan(paths: tuple[str, ...], target: str | None, project: str | None,
+         detailed_exitcode: bool, as_json: bool) -> None:
+    """Show what apply would do for each job (files, directories or globs); changes nothing."""
+    from tunespec.commands import plan_command
+
+    sys.exit(plan_command(paths, target=target, project=project, detailed_exitcode=detailed_exitcode,
+                          as_json=as_json))
+
+
+@cli.command()
+@_SPECS
+@_runner_options
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Give up waiting after this long (the job keeps running; apply again to attach).")
+@click.option("--prune", is_flag=True, help="Delete each job's superseded models after it succeeds.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (plain lines are used off a terminal).")
+@click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Jobs applied at once.")
+@click.option("--fail-fast", is_flag=True, help="Stop the other jobs when one fails.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Where to write the run's combined JUnit XML (default: next to the report dirs).")
+@_JSON
+def apply(paths: tuple[str, ...], target: str | None, project: str | None,
+          timeout: float | None, prune: bool, no_progress: bool, parallel: int, fail_fast: bool,
+          junit: str | None, as_json: bool) -> None:
+    """Tune what changed, wait, evaluate and write reports; an unchanged job trains nothing."""
+    from tunespec.commands import apply_command
+
+    sys.exit(apply_command(paths, target=target, project=project, timeout=timeout, prune=prune,
+                           progress=not no_progress, parallel=parallel, fail_fast=fail_fast, junit=junit,
+                           as_json=as_json))
+
+
+@cli.command(name="eval")
+@_SPECS
+@_runner_options
+@click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Jobs evaluated at once.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Where to write the run's combined JUnit XML.")
+@_JSON
+def eval_(paths: tuple[str, ...], target: str | None, project: str | None,
+          parallel: int, junit: str | None, as_json: bool) -> None:
+    """Re-run the evaluation on each job's existing model (no tuning) and rewrite its reports."""
+    from tunespec.commands import apply_command
+
+    sys.exit(apply_command(paths, target=target, project=project, timeout=None, prune=False, progress=False,
+                           parallel=parallel, fail_fast=False, junit=junit, as_json=as_json, train=False))
+
+
+@cli.command()
+@_SPECS
+@_runner_options
+@_JSON
+def status(paths: tuple[str, ...], target: str | None, project: str | None,
+           as_json: bool) -> None:
+    """State, progress and last loss of each job's model."""
+    from tunespec.commands import status_command
+
+    sys.exit(status_command(paths, target=target, project=project, as_json=as_json))
+
+
+@cli.command(name="list")
+@click.argument("paths", nargs=-1, metavar="[SPEC...]")
+@_runner_options
+@click.option("--api-version", type=click.Choice(["v1beta3", "v1beta"]), default=None,
+              help="API dialect when no spec is given (default v1beta3).")
+@_JSON
+def list_(paths: tuple[str, ...], target: str | None, project: str | None,
+          api_version: str | None, as_json: bool) -> None:
+    """List tuned models: all of the target's, or those of the given jobs (current and superseded)."""
+    from tunespec.commands import list_command
+
+    sys.exit(list_command(paths, target=target, project=project, api_version=api_version, as_json=as_json))
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, metavar="[SPEC...]")
+@click.option("--model", "models", multiple=True, metavar="NAME",
+              help="A tuned model to delete (repeatable).")
+@_runner_options
+@click.option("--api-version", type=click.Choice(["v1beta3", "v1beta"]), default=None,
+              help="API dialect for --model (default v1beta3).")
+@click.option("--superseded", "superseded_only", is_flag=True,
+              help="Only the jobs' superseded models, not their current ones.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (required off a terminal).")
+def delete(paths: tuple[str, ...], models: tuple[str, ...], target: str | None,
+           project: str | None, api_version: str | None, superseded_only: bool, yes: bool) -> None:
+    """Delete the jobs' tuned models (current and superseded), or the models named with --model."""
+    from tunespec.commands import delete_command
+
+    sys.exit(delete_command(paths, models=models, target=target, project=project, api_version=api_version,
+                            superseded_only=superseded_only, yes=yes))
+
+
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: known failures become one line and their exit code."""

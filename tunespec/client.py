@@ -29,9 +29,9 @@ DEFAULT_TIMEOUT = 60.0
 _NEXT_STEP = {
     400: "fix the request (see the message) and run again",
     401: "check the credentials: refresh them with `gcloud auth application-default login`, "
-         "or set GOOGLE_API_KEY",
+    "or set GOOGLE_API_KEY",
     403: "check that the credentials may use this API and model (OAuth scopes "
-         "cloud-platform + generative-language.tuning, the quota project via --project), or use an API key",
+    "cloud-platform + generative-language.tuning, the quota project via --project), or use an API key",
     404: "check the name; `tunespec list` shows the tuned models this target holds",
     409: "it already exists; run `tunespec apply` again to attach to it",
     429: "the quota is exhausted; wait and run again, or ask for more quota",
@@ -82,10 +82,20 @@ class TuningClient:
     v1beta3 jobs are read through `/v1/`, as Google serves them.
     """
 
-    def __init__(self, base_url: str, *, dialect: str = "v1beta3", auth: Auth | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, max_retries: int = 6, backoff_base: float = 0.5,
-                 backoff_cap: float = 30.0, max_retry_wait: float = 120.0,
-                 sleep: Callable[[float], None] = time.sleep, on_retry: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        dialect: str = "v1beta3",
+        auth: Auth | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = 6,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        max_retry_wait: float = 120.0,
+        sleep: Callable[[float], None] = time.sleep,
+        on_retry: Callable[[str], None] | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self.dialect = dialect
         self.auth = auth or Auth()
@@ -121,10 +131,17 @@ class TuningClient:
         self._local = threading.local()
 
     def _backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** attempt))
+        return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
 
-    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-                body: Any = None, timeout: float | None = None) -> dict[str, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
         """One call, retried while transient; returns the JSON body (`{}` when empty)."""
         url = f"{self.base_url}/{path.lstrip('/')}"
         where = f"{method} {url}"
@@ -134,9 +151,13 @@ class TuningClient:
             headers = {"Content-Type": "application/json", **self.auth.headers()}
             try:
                 response = self._session().request(
-                    method, url, params={k: v for k, v in (params or {}).items() if v is not None},
-                    data=None if body is None else json.dumps(body), headers=headers,
-                    timeout=timeout or self.timeout)
+                    method,
+                    url,
+                    params={k: v for k, v in (params or {}).items() if v is not None},
+                    data=None if body is None else json.dumps(body),
+                    headers=headers,
+                    timeout=timeout or self.timeout,
+                )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 kind = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
                 delay = self._backoff(attempt)
@@ -144,7 +165,9 @@ class TuningClient:
                     raise ApiError(
                         f"{where}: {kind} after {attempt + 1} attempts ({type(exc).__name__}); "
                         f"check that the service at {self.base_url} is running and reachable, then run again",
-                        method=method, url=url) from None
+                        method=method,
+                        url=url,
+                    ) from None
                 self._retry(f"{where}: {kind}; retrying in {delay:.1f}s", delay)
                 waited += delay
                 attempt += 1
@@ -155,9 +178,13 @@ class TuningClient:
                 try:
                     return response.json()
                 except ValueError:
-                    raise ApiError(f"{where}: the service answered HTTP {response.status_code} with a body "
-                                   "that is not JSON; check that the target URL points at a tuning service",
-                                   http_status=response.status_code, method=method, url=url) from None
+                    raise ApiError(
+                        f"{where}: the service answered HTTP {response.status_code} with a body "
+                        "that is not JSON; check that the target URL points at a tuning service",
+                        http_status=response.status_code,
+                        method=method,
+                        url=url,
+                    ) from None
             try:
                 payload = response.json()
             except ValueError:
@@ -189,7 +216,8 @@ class TuningClient:
             for detail in payload["error"].get("details") or []:
                 if isinstance(detail, dict) and detail.get("fieldViolations"):
                     message += "; " + "; ".join(
-                        f"{v.get('field')}: {v.get('description')}" for v in detail["fieldViolations"])
+                        f"{v.get('field')}: {v.get('description')}" for v in detail["fieldViolations"]
+                    )
         if not message:
             message = (response.text or response.reason or "").strip().splitlines()[0:1]
             message = message[0][:300] if message else ""
@@ -222,8 +250,9 @@ class TuningClient:
 
     def create_tuned_model(self, body: dict[str, Any], tuned_model_id: str | None = None) -> dict[str, Any]:
         """POST tunedModels; returns the Operation."""
-        return self.request("POST", f"{self.dialect}/tunedModels", params={"tunedModelId": tuned_model_id},
-                            body=body)
+        return self.request(
+            "POST", f"{self.dialect}/tunedModels", params={"tunedModelId": tuned_model_id}, body=body
+        )
 
     def get_tuned_model(self, name: str) -> dict[str, Any]:
         return self.request("GET", f"{self.dialect}/{name}")
@@ -238,13 +267,15 @@ class TuningClient:
             raise
 
     def list_tuned_models(self, *, filter: str | None = None) -> list[dict[str, Any]]:
-        return list(self._paged(f"{self.dialect}/tunedModels", "tunedModels",
-                                {"pageSize": 1000, "filter": filter}))
+        return list(
+            self._paged(f"{self.dialect}/tunedModels", "tunedModels", {"pageSize": 1000, "filter": filter})
+        )
 
     def update_tuned_model(self, name: str, fields: dict[str, Any]) -> dict[str, Any]:
         """PATCH the top-level `fields` (camelCase) of a tuned model."""
-        return self.request("PATCH", f"{self.dialect}/{name}", params={"updateMask": ",".join(fields)},
-                            body=fields)
+        return self.request(
+            "PATCH", f"{self.dialect}/{name}", params={"updateMask": ",".join(fields)}, body=fields
+        )
 
     def delete_tuned_model(self, name: str) -> None:
         self.request("DELETE", f"{self.dialect}/{name}")
@@ -259,8 +290,11 @@ class TuningClient:
         return self.request("GET", f"{self.operations_version}/{name}")
 
     def list_operations(self, tuned_model: str) -> list[dict[str, Any]]:
-        return list(self._paged(f"{self.operations_version}/{tuned_model}/operations", "operations",
-                                {"pageSize": 1000}))
+        return list(
+            self._paged(
+                f"{self.operations_version}/{tuned_model}/operations", "operations", {"pageSize": 1000}
+            )
+        )
 
     def cancel_operation(self, name: str) -> None:
         self.request("POST", f"v1/{name}:cancel", body={})
@@ -280,12 +314,25 @@ class TuningClient:
             body["generationConfig"] = generation
         return self.request("POST", f"{self.dialect}/{model}:generateContent", body=body)
 
-    def generate(self, model: str, prompt: str, *, candidate_count: int | None = None,
-                 temperature: float | None = None, max_output_tokens: int | None = None,
-                 top_p: float | None = None, top_k: int | None = None) -> list[str]:
+    def generate(
+        self,
+        model: str,
+        prompt: str,
+        *,
+        candidate_count: int | None = None,
+        temperature: float | None = None,
+        max_output_tokens: int | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+    ) -> list[str]:
         """The candidates' texts, through the dialect's generation method."""
-        options = {"candidateCount": candidate_count, "temperature": temperature,
-                   "maxOutputTokens": max_output_tokens, "topP": top_p, "topK": top_k}
+        options = {
+            "candidateCount": candidate_count,
+            "temperature": temperature,
+            "maxOutputTokens": max_output_tokens,
+            "topP": top_p,
+            "topK": top_k,
+        }
         if self.dialect == "v1beta3":
             response = self.generate_text(model, prompt, **options)
             return [c.get("output", "") for c in response.get("candidates") or []]

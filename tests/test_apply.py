@@ -1,0 +1,328 @@
+"""The runner commands through the real CLI against a fault-injecting stand-in for Google's service.
+
+These cover the paths the local engine does not produce on demand: 429 with Retry-After, 503, dropped
+connections, a lost create answer, a job that ends FAILED, an interrupted apply that attaches.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.fakeservice import FakeService, Fault, error_body
+from tunespec.cli import cli
+from tunespec.plan import fingerprint, job_slug, tuned_model_id
+
+SPEC = """\
+name: {name}
+target: {url}
+hyperparameters: {{epoch_count: 2, batch_size: 1}}
+dataset:
+  examples:
+    - {{text_input: "1", output: "2"}}
+    - {{text_input: "3", output: "4"}}
+    - {{text_input: "5", output: "6"}}
+evaluation:
+  threshold: {threshold}
+  prompts:
+    - {{input: "1", equals: "2"}}
+    - {{input: "3", equals: "4"}}
+    - {{name: held-out, input: "7", equals: "8", repeat: 2}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def service():
+    svc = FakeService(steps_per_poll=3)
+    svc.url = svc.start()
+    yield svc
+    svc.stop()
+
+
+def write_spec(tmp_path: Path, service, name: str = "tiny", threshold: float = 0.5, **extra: str) -> Path:
+    text = SPEC.format(name=name, url=service.url, threshold=threshold)
+    for key, value in extra.items():
+        text += f"{key}: {value}\n"
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def run(*args: str, env: dict[str, str] | None = None):
+    env = {"CI": "true", "NO_COLOR": "1", "GITHUB_STEP_SUMMARY": "", "GITHUB_ACTIONS": "", **(env or {})}
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def test_identity_is_stable_and_valid():
+    assert job_slug("Number Generator_v2!") == "number-generator-v2"
+    assert job_slug("9lives") == "job-9lives"
+    mid = tuned_model_id("x" * 60, "abcdefghij")
+    assert len(mid) <= 40 and re.fullmatch(r"[a-z]([a-z0-9-]{0,38}[a-z0-9])?", mid)
+
+
+def test_fingerprint_covers_what_changes_the_result(tmp_path, service):
+    from tunespec.datasets import Example
+    from tunespec.spec import load_spec
+
+    spec = load_spec(write_spec(tmp_path, service))
+    ex = [Example("1", "2")]
+    fp = fingerprint(spec, ex, "v1beta3")
+    assert re.fullmatch(r"[a-z2-7]{10}", fp)
+    assert fingerprint(spec, ex, "v1beta3") == fp
+    assert fingerprint(spec, [Example("1", "3")], "v1beta3") != fp
+    assert fingerprint(spec, ex, "v1beta") != fp
+    import dataclasses
+
+    changed = dataclasses.replace(spec, hyperparameters=dataclasses.replace(spec.hyperparameters, epoch_count=3))
+    assert fingerprint(changed, ex, "v1beta3") != fp
+    assert fingerprint(dataclasses.replace(spec, base_model="models/other"), ex, "v1beta3") != fp
+    assert fingerprint(dataclasses.replace(spec, tuning_method="lora"), ex, "v1beta3") != fp
+    assert fingerprint(dataclasses.replace(spec, description="other words"), ex, "v1beta3") == fp
+
+
+def test_apply_rides_out_transient_faults_then_is_idempotent(tmp_path, service):
+    spec = write_spec(tmp_path, service)
+    service.faults += [
+        Fault("POST", r"tunedModels$", 429, {"Retry-After": "0.1"},
+              error_body(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted")),
+        Fault("POST", r"tunedModels$", None, after=True),  # created, but the answer is lost -> 409 -> attach
+        Fault("GET", r"/operations/", 503),
+        Fault("GET", r"/operations$", None),
+        Fault("POST", r":generateText$", 503, {"Retry-After": "0"}),
+    ]
+    result = run("apply", str(spec))
+    assert result.exit_code == 0, result.output
+    assert len(service.calls("POST", r"tunedModels$")) == 3  # 429, lost answer, 409
+    assert len(service.models) == 1
+    (name,) = service.models
+    assert service.models[name]["state"] == "ACTIVE"
+    assert "already exists; attaching" in result.stderr
+    reports = tmp_path / "reports" / "tiny"
+    assert sorted(p.name for p in reports.iterdir()) == ["junit.xml", "loss.png", "report.json", "report.md"]
+    report = json.loads((reports / "report.json").read_text())
+    assert report["schema_version"] == 1 and report["tuned_model"] == name
+    assert report["evaluation"]["pass_rate"] == pytest.approx(2 / 3)
+    assert len(report["snapshots"]) == 6
+    assert report["target"]["url"] == service.url
+    assert "| tiny |" in result.stdout.replace("  ", " ") or "tiny" in result.stdout
+
+    # Unchanged spec: nothing new is submitted, the evaluation runs again.
+    generate_calls = len(service.calls("POST", r":generateText$"))
+    again = run("apply", str(spec), "--json")
+    assert again.exit_code == 0, again.output
+    doc = json.loads(again.stdout)
+    assert doc["schema_version"] == 1 and doc["jobs"][0]["action"] == "noop"
+    assert doc["jobs"][0]["submitted"] is False
+    assert len(service.calls("POST", r"tunedModels$")) == 3
+    assert len(service.calls("POST", r":generateText$")) > generate_calls
+
+    plan = run("plan", str(spec), "--detailed-exitcode")
+    assert plan.exit_code == 0 and "up to date" in plan.stdout
+
+
+def test_plan_states_and_detailed_exitcode(tmp_path, service):
+    spec = write_spec(tmp_path, service)
+    result = run("plan", str(spec), "--detailed-exitcode")
+    assert result.exit_code == 2 and "create" in result.stdout
+    assert run("plan", str(spec)).exit_code == 0
+    doc = json.loads(run("plan", str(spec), "--json").stdout)
+    assert doc["schema_version"] == 1 and doc["jobs"][0]["action"] == "create" and doc["changes"] is True
+    # in progress
+    from tunespec.client import TuningClient
+
+    mid = doc["jobs"][0]["tuned_model"].split("/")[1]
+    TuningClient(service.url).create_tuned_model({"baseModel": "m", "tuningTask": {"trainingData": {
+        "examples": {"examples": [{"textInput": "1", "output": "2"}] * 50}}}}, mid)
+    assert "in progress" in run("plan", str(spec)).stdout
+    # failed
+    service.models[f"tunedModels/{mid}"]["state"] = "FAILED"
+    assert "failed (will recreate)" in run("plan", str(spec)).stdout
+    # changed: another fingerprint of the same job exists
+    del service.models[f"tunedModels/{mid}"]
+    service.models["tunedModels/tiny-aaaaaaaaaa"] = {"name": "tunedModels/tiny-aaaaaaaaaa", "state": "ACTIVE"}
+    out = run("plan", str(spec))
+    assert "changed (new model)" in out.stdout and "tiny-aaaaaaaaaa" in out.stderr
+
+
+def test_failed_job_reports_the_service_message_and_exit_1(tmp_path, service):
+    service.fail_models = ("doomed",)
+    spec = write_spec(tmp_path, service, name="doomed")
+    result = run("apply", str(spec))
+    assert result.exit_code == 1, result.output
+    assert "ended FAILED: Tuning failed: the training loss diverged (NaN)." in result.stderr
+    junit = ET.parse(tmp_path / "reports" / "doomed" / "junit.xml").getroot()
+    assert junit.find(".//testcase/error") is not None
+    report = json.loads((tmp_path / "reports" / "doomed" / "report.json").read_text())
+    assert report["state"] == "FAILED" and "diverged" in report["error"]
+    # Run again: the failed model is deleted and the job resubmitted.
+    service.fail_models = ()
+    again = run("apply", str(spec))
+    assert again.exit_code == 0, again.output
+    assert "ended FAILED before; deleting it" in again.stderr
+    assert len(service.calls("DELETE", r"tunedModels/doomed-")) == 1
+
+
+def test_evaluation_below_threshold_exits_3(tmp_path, service):
+    spec = write_spec(tmp_path, service, threshold=0.9)
+    result = run("apply", str(spec), env={"GITHUB_ACTIONS": "true"})
+    assert result.exit_code == 3, result.output
+    assert "below the threshold 90%" in result.stderr
+    assert re.search(r"::error file=.*tiny.yaml,line=14,title=tunespec tiny::held-out", result.stderr)
+    junit = ET.parse(tmp_path / "reports" / "tiny" / "junit.xml").getroot()
+    cases = junit.findall(".//testcase")
+    assert len(cases) == 3
+    assert [c.get("name") for c in cases if c.find("failure") is not None] == ["held-out"]
+
+
+def test_eval_errors_are_service_errors(tmp_path, service):
+    spec = write_spec(tmp_path, service)
+    assert run("apply", str(spec)).exit_code == 0
+    service.faults.append(Fault("POST", r":generateText$", 403, times=99, body=error_body(
+        403, "PERMISSION_DENIED", "You do not have permission to access tuned model")))
+    result = run("eval", str(spec))
+    assert result.exit_code == 1
+    junit = ET.parse(tmp_path / "reports" / "tiny" / "junit.xml").getroot()
+    assert len(junit.findall(".//testcase/error")) == 3
+
+
+def test_interrupted_apply_attaches_instead_of_resubmitting(tmp_path, service):
+    service.steps_per_poll = 1
+    spec = write_spec(tmp_path, service)
+    first = run("apply", str(spec), "--timeout", "0.5")
+    assert first.exit_code == 1
+    assert "timed out after 0.5s" in first.stderr and "run `tunespec apply` again to attach" in first.stderr
+    assert len(service.calls("POST", r"tunedModels$")) == 1
+    service.advance_on_model_get = False
+    status = run("status", str(spec), "--json")
+    job = json.loads(status.stdout)["jobs"][0]
+    assert job["state"] == "CREATING" and job["total_steps"] == 6 and job["completed_steps"] >= 1
+    second = run("apply", str(spec))
+    assert second.exit_code == 0, second.output
+    assert "already tuning; attaching to tunedModels/" in second.stderr
+    assert len(service.calls("POST", r"tunedModels$")) == 1
+
+
+def test_changed_spec_makes_a_new_model_and_prune_deletes_the_old(tmp_path, service):
+    spec = write_spec(tmp_path, service)
+    assert run("apply", str(spec)).exit_code == 0
+    (old,) = service.models
+    spec.write_text(spec.read_text().replace("epoch_count: 2", "epoch_count: 3"))
+    result = run("apply", str(spec), "--prune")
+    assert result.exit_code == 0, result.output
+    assert old not in service.models and len(service.models) == 1
+    listing = json.loads(run("list", str(spec), "--json").stdout)
+    assert [m["current"] for m in listing["models"]] == [True]
+    assert run("delete", str(spec)).exit_code == 2  # no confirmation possible off a terminal
+    assert run("delete", str(spec), "--yes").exit_code == 0
+    assert service.models == {}
+
+
+def test_invalid_spec_exit_2_names_the_file(tmp_path, service):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nhyperparameters: {epoch_count: -1}\ndataset: {examples: []}\n")
+    result = run("apply", str(bad))
+    assert result.exit_code == 2
+    assert "bad.yaml" in result.stderr
+    assert run("plan", str(bad), "--detailed-exitcode").exit_code == 1
+
+
+def test_no_secret_reaches_output_or_reports(tmp_path, service):
+    secret = "engine-secret-4f1c"
+    service.faults.append(Fault("GET", r"tunedModels$", 400, body=error_body(
+        400, "INVALID_ARGUMENT", f"bad token {secret}")))
+    spec = write_spec(tmp_path, service)
+    env = {"TUNESPEC_ENGINE_TOKEN": secret}
+    failed = run("apply", str(spec), env=env)
+    assert failed.exit_code == 1 and secret not in failed.output and "***" in failed.stderr
+    summary = tmp_path / "summary.md"
+    ok = run("apply", str(spec), env={**env, "GITHUB_STEP_SUMMARY": str(summary)})
+    assert ok.exit_code == 0, ok.output
+    assert service.requests[-1].headers["authorization"] == f"Bearer {secret}"
+    texts = [ok.output, summary.read_text()] + [p.read_text() for p in (tmp_path / "reports").rglob("*")
+                                                 if p.suffix in (".json", ".md", ".xml")]
+    assert all(secret not in t for t in texts)
+    assert "## tunespec: tiny" in summary.read_text()
+
+
+def test_step_summary_is_capped(tmp_path):
+    from tunespec.report import STEP_SUMMARY_LIMIT, append_step_summary
+
+    path = tmp_path / "s.md"
+    path.write_text("x" * (STEP_SUMMARY_LIMIT - 1000))
+    append_step_summary("y" * 5000, {"GITHUB_STEP_SUMMARY": str(path)})
+    text = path.read_text()
+    assert len(text.encode()) <= STEP_SUMMARY_LIMIT and "truncated" in text
+
+
+def test_assertions():
+    from tunespec.evaluate import check
+    from tunespec.spec import Assertion
+
+    def ok(kind, value, out, negate=False):
+        return check(Assertion(kind, value, negate), out).passed
+
+    assert ok("equals", "2", " 2\n") and not ok("equals", "2", "22")
+    assert ok("contains", "ab", "xaby") and ok("icontains", "AB", "xaby") and not ok("contains", "AB", "xab")
+    assert ok("starts_with", "tw", "twenty") and ok("regex", r"^\d+$", "12") and not ok("regex", r"^\d+$", "a")
+    assert ok("one_of", ("a", "b"), "b") and not ok("one_of", ("a", "b"), "c")
+    assert ok("equals", "4", "5", negate=True) and not ok("contains", "4", "44", negate=True)
+    result = check(Assertion("equals", "2"), "3")
+    assert result.message == "expected output to equals '2', got '3'" or "got '3'" in result.message
+
+
+def test_many_jobs_parallel_summary_and_combined_junit(tmp_path, service):
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    for name in ("alpha", "beta"):
+        write_spec(jobs, service, name=name)
+    service.fail_models = ("beta",)
+    write_spec(jobs, service, name="gamma", threshold=1.0)
+    (jobs / "broken.yaml").write_text("name: broken\ndataset: {}\n")
+    result = run("apply", str(jobs), "--parallel", "2")
+    assert result.exit_code == 1, result.output  # worst: beta FAILED
+    table = result.stdout
+    for name in ("alpha", "beta", "gamma", "broken"):
+        assert name in table
+    junit = ET.parse(tmp_path / "reports" / "junit.xml").getroot()
+    assert {s.get("name") for s in junit.findall("testsuite")} == {"alpha", "beta", "gamma", "broken"}
+    again = run("apply", str(jobs), "--parallel", "2", "--json")
+    doc = json.loads(again.stdout)
+    assert {j["job"]: j["action"] for j in doc["jobs"]} == {"alpha": "noop", "beta": "recreate", "gamma": "noop"}
+    assert doc["invalid"][0]["spec"].endswith("broken.yaml")
+
+
+def test_two_specs_with_the_same_identity_are_refused(tmp_path, service):
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    write_spec(jobs, service, name="same")
+    (jobs / "copy.yaml").write_text((jobs / "same.yaml").read_text())
+    result = run("apply", str(jobs))
+    assert result.exit_code == 2
+    assert "would produce the same tuned model" in result.stderr
+    assert service.calls("POST", r"tunedModels$") == []
+
+
+def test_missing_engine_extra_message(tmp_path, service):
+    """Without the `local` extra, a local target says how to install it (exit 1, no traceback)."""
+    import subprocess
+    import sys
+
+    spec = write_spec(tmp_path, service)
+    spec.write_text(spec.read_text().replace(f"target: {service.url}", "target: local"))
+    code = ("import sys\nfor m in ('torch', 'fastapi', 'uvicorn', 'transformers'): sys.modules[m] = None\n"
+            "from tunespec.cli import main\nmain(['plan', sys.argv[1]])")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("TUNESPEC_")}
+    proc = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert "pip install 'tunespec[local]'" in proc.stderr and "Traceback" not in proc.stderr

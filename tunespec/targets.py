@@ -1,0 +1,164 @@
+"""Where jobs run: `local` (the engine, in-process or at $TUNESPEC_ENGINE_URL), `google`, or any URL.
+
+The target is chosen by `--target`, else $TUNESPEC_TARGET, else the spec's `target:` (default
+`local`). The API dialect comes from the spec's `api_version`, else from the base model (Gemini
+models speak v1beta, PaLM models v1beta3).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunespec.auth import Auth, engine_auth, google_auth
+from tunespec.client import DEFAULT_TIMEOUT, TuningClient
+from tunespec.errors import TunespecError
+
+GOOGLE_URL = "https://generativelanguage.googleapis.com"
+TARGET_ENV = "TUNESPEC_TARGET"
+ENGINE_URL_ENV = "TUNESPEC_ENGINE_URL"
+ENGINE_DIR_ENV = "TUNESPEC_ENGINE_DIR"
+_ENGINE_DEPENDENCIES = {
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "safetensors",
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "tokenizers",
+}
+
+
+class TargetError(TunespecError):
+    """A target cannot be reached or started."""
+
+
+def target_name(
+    spec_target: str | None = None, cli_target: str | None = None, env: Mapping[str, str] | None = None
+) -> str:
+    """`--target`, else $TUNESPEC_TARGET, else the spec's target, else `local`."""
+    env = os.environ if env is None else env
+    name = cli_target or env.get(TARGET_ENV) or spec_target or "local"
+    if name not in ("local", "google") and not name.startswith(("http://", "https://")):
+        raise TargetError(f"unknown target {name!r}: use `local`, `google` or an http(s):// URL")
+    return name
+
+
+def dialect_for(api_version: str | None, base_model: str | None, source_model: str | None = None) -> str:
+    """v1beta3 or v1beta: the spec's api_version, else what the base model speaks."""
+    if api_version:
+        return api_version
+    model = (base_model or source_model or "").lower()
+    return "v1beta" if "gemini" in model else "v1beta3"
+
+
+def default_engine_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get(ENGINE_DIR_ENV):
+        return Path(env[ENGINE_DIR_ENV]).expanduser()
+    data_home = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "tunespec" / "engine"
+
+
+def start_local_engine(data_dir: Path) -> Any:
+    """Start the local engine in this process on a free loopback port (needs the `local` extra)."""
+    try:
+        from tunespec.engine.server import start_background
+
+        return start_background(data_dir, host="127.0.0.1", port=0)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing in _ENGINE_DEPENDENCIES or (exc.name or "").startswith("tunespec.engine"):
+            raise TargetError(
+                f"the local engine needs the `local` extra ({exc.name} is missing): "
+                "run `pip install 'tunespec[local]'`, or choose another target with --target "
+                "(google or a URL), or set TUNESPEC_ENGINE_URL to a running `tunespec serve`"
+            ) from None
+        raise
+
+
+@dataclass
+class Target:
+    """A resolved service: its name as the user wrote it, base URL and credentials."""
+
+    name: str
+    url: str
+    auth: Auth = field(default_factory=Auth)
+    engine: Any = None  # a RunningEngine this process started
+
+    def describe(self) -> dict[str, str]:
+        """For reports and output: never carries secrets."""
+        return {"name": self.name, "url": self.url, "auth": self.auth.describe()}
+
+
+class Targets:
+    """Opens each target once per run (one in-process engine shared by every job) and closes them."""
+
+    def __init__(
+        self,
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        on_retry: Callable[[str], None] | None = None,
+        engine_dir: Path | None = None,
+    ):
+        self.env = dict(os.environ if env is None else env)
+        self.timeout = timeout
+        self.on_retry = on_retry
+        self.engine_dir = engine_dir
+        self._targets: dict[tuple[str, str | None], Target] = {}
+        self._clients: dict[tuple[str, str | None, str], TuningClient] = {}
+        self._lock = threading.Lock()
+
+    def target(self, name: str, project: str | None = None) -> Target:
+        key = (name, project if name == "google" else None)
+        with self._lock:
+            if key not in self._targets:
+                self._targets[key] = self._open(name, project)
+            return self._targets[key]
+
+    def _open(self, name: str, project: str | None) -> Target:
+        if name == "google":
+            return Target(name, GOOGLE_URL, google_auth(project, self.env))
+        if name == "local":
+            url = self.env.get(ENGINE_URL_ENV)
+            if url:
+                return Target(name, url.rstrip("/"), engine_auth(self.env))
+            engine = start_local_engine(self.engine_dir or default_engine_dir(self.env))
+            return Target(name, engine.url, engine_auth({}), engine=engine)
+        return Target(name, name.rstrip("/"), engine_auth(self.env))
+
+    def client(self, name: str, dialect: str, project: str | None = None) -> TuningClient:
+        target = self.target(name, project)
+        key = (name, project if name == "google" else None, dialect)
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = TuningClient(
+                    target.url,
+                    dialect=dialect,
+                    auth=target.auth,
+                    timeout=self.timeout,
+                    on_retry=self.on_retry,
+                )
+            return self._clients[key]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        for target in self._targets.values():
+            if target.engine is not None:
+                target.engine.stop()
+        self._clients.clear()
+        self._targets.clear()
+
+    def __enter__(self) -> Targets:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
