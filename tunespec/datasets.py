@@ -148,12 +148,18 @@ def _report_undecodable(row: Row, log: ProblemLog) -> bool:
     return False
 
 
-def read_rows(path: Path, fmt: str, log: ProblemLog) -> tuple[list[str] | None, Iterator[Row]]:
-    """Open a table file: (CSV/TSV header or None, the rows). Problems go to `log`."""
+def read_rows(path: Path, fmt: str, log: ProblemLog, *, sink: _Sink | None = None
+              ) -> tuple[list[str] | None, Iterator[Row]]:
+    """Open a table file: (CSV/TSV header or None, the rows). Problems go to `log`.
+
+    With a `sink`, CSV/TSV rows that are valid examples go straight into `sink.examples` (the fast
+    path for large files) and only the others are yielded, for the checks that name what is wrong.
+    """
     data = path.read_bytes()
     text, undecodable = _decode(data, log)
     if fmt in ("csv", "tsv"):
-        header, rows = _csv_rows(text, "excel-tab" if fmt == "tsv" else "excel", log)
+        header, rows = _csv_rows(text, "excel-tab" if fmt == "tsv" else "excel", log,
+                                 None if undecodable else sink)
     elif fmt == "jsonl":
         header, rows = None, _jsonl_rows(text, log)
     else:
@@ -163,7 +169,15 @@ def read_rows(path: Path, fmt: str, log: ProblemLog) -> tuple[list[str] | None, 
     return header, (row for row in rows if not _report_undecodable(row, log))
 
 
-def _csv_rows(text: str, dialect: str, log: ProblemLog) -> tuple[list[str] | None, Iterator[Row]]:
+@dataclass
+class _Sink:
+    input_column: str
+    output_column: str
+    examples: list[Example] = field(default_factory=list)
+
+
+def _csv_rows(text: str, dialect: str, log: ProblemLog, sink: _Sink | None = None
+              ) -> tuple[list[str] | None, Iterator[Row]]:
     csv.field_size_limit(64 * 1024 * 1024)
     reader = csv.reader(io.StringIO(text, newline=""), dialect=dialect)
     consumed = 0
@@ -184,6 +198,11 @@ def _csv_rows(text: str, dialect: str, log: ProblemLog) -> tuple[list[str] | Non
         log.add("undecodable", "bytes that are not valid UTF-8 in the header", line=header_line,
                 hint="save the file as UTF-8")
 
+    fast = sink is not None and sink.input_column in header and sink.output_column in header
+    i_in = header.index(sink.input_column) if fast else 0
+    i_out = header.index(sink.output_column) if fast else 0
+    append = sink.examples.append if sink is not None else None
+
     def rows() -> Iterator[Row]:
         nonlocal consumed
         width = len(header)
@@ -191,6 +210,13 @@ def _csv_rows(text: str, dialect: str, log: ProblemLog) -> tuple[list[str] | Non
         try:
             for record in reader:
                 start, consumed = consumed + 1, reader.line_num
+                if fast and len(record) == width:
+                    a, b = record[i_in], record[i_out]
+                    if (a and b and len(a) <= MAX_INPUT_CHARS and len(b) <= MAX_OUTPUT_CHARS
+                            and not a.isspace() and not b.isspace()):
+                        number += 1
+                        append(Example(a, b))
+                        continue
                 if not record or (len(record) == 1 and not record[0].strip() and width > 1):
                     continue  # blank line
                 number += 1
@@ -288,11 +314,15 @@ def read_examples(path: Path, *, format: str | None = None, input_column: str = 
     if fmt is None:
         raise DatasetError([Problem(shown, f"cannot tell the format from the extension {path.suffix!r}",
                                     hint="set dataset.format to csv, tsv, jsonl or json")])
+    sink = _Sink(input_column, output_column)
     try:
-        header, rows = read_rows(path, fmt, log)
+        header, rows = read_rows(path, fmt, log, sink=sink)
     except OSError as exc:
         raise DatasetError([Problem(shown, f"cannot read the file: {exc.strerror or exc}")]) from None
     columns = (input_column, output_column)
+    if header is None and fmt in ("csv", "tsv") and not log.has_errors():
+        hint = f"expected a header row naming {input_column!r} and {output_column!r}"
+        raise DatasetError([Problem(shown, "the file is empty", 1, hint=hint)])
     if header is not None:
         missing = [c for c in columns if c not in header]
         for name in missing:
@@ -300,12 +330,12 @@ def read_examples(path: Path, *, format: str | None = None, input_column: str = 
                     line=1, hint=missing_column_hint(name, header))
         if missing:
             raise DatasetError(log.problems())
-    examples = _examples_from_rows(rows, input_column, output_column, log, check_keys=header is None)
-    return _finish(examples, log, shown)
+    examples = _examples_from_rows(rows, input_column, output_column, log)
+    return _finish(sink.examples + examples if sink.examples else examples, log, shown)
 
 
-def _examples_from_rows(rows: Iterator[Row], input_column: str, output_column: str, log: ProblemLog,
-                        *, check_keys: bool) -> list[Example]:
+def _examples_from_rows(rows: Iterator[Row], input_column: str, output_column: str,
+                        log: ProblemLog) -> list[Example]:
     examples: list[Example] = []
     append = examples.append
     for row in rows:
@@ -348,7 +378,7 @@ def examples_from_inline(pairs: Sequence[tuple[str, str]], spec_file: str,
     log = ProblemLog(spec_file)
     rows = (Row(i, lines[i - 1] if i - 1 < len(lines) else None, {"text_input": a, "output": b},
                 f"dataset.examples[{i - 1}]") for i, (a, b) in enumerate(pairs, 1))
-    examples = _examples_from_rows(rows, "text_input", "output", log, check_keys=False)
+    examples = _examples_from_rows(rows, "text_input", "output", log)
     return _finish(examples, log, spec_file)
 
 
@@ -373,12 +403,14 @@ def _warnings(examples: list[Example], shown: str) -> list[Problem]:
     if len(examples) < MIN_RECOMMENDED_EXAMPLES:
         warnings.append(Problem(shown, f"only {len(examples)} examples; at least {MIN_RECOMMENDED_EXAMPLES} "
                                        "are recommended (100-500 for good results)", severity="warning"))
-    first: dict[Example, int] = {}
+    keys = [(e.text_input, e.output) for e in examples]
+    first: dict[tuple[str, str], int] = {}
     duplicates: list[tuple[int, int]] = []
-    for number, example in enumerate(examples, 1):
-        seen = first.setdefault(example, number)
-        if seen != number:
-            duplicates.append((number, seen))
+    if len(set(keys)) != len(keys):
+        for number, key in enumerate(keys, 1):
+            seen = first.setdefault(key, number)
+            if seen != number:
+                duplicates.append((number, seen))
     if duplicates:
         cap = PROBLEMS_PER_KIND
         shown_pairs = ", ".join(f"example {n} repeats example {s}" for n, s in duplicates[:cap])
@@ -401,8 +433,16 @@ def stats_of(examples: Sequence[Example]) -> DatasetStats:
 
 def payload_size(examples: Sequence[Example]) -> int:
     """Bytes of the examples as they appear in the request body (compact JSON, UTF-8)."""
-    body = {"examples": {"examples": [{"textInput": e.text_input, "output": e.output} for e in examples]}}
-    return len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if not examples:
+        return len('{"examples":{"examples":[]}}')
+    # Encode the strings once as a flat JSON list, then add the fixed framing of each example:
+    # {"examples":{"examples":[{"textInput":A,"output":B},...]}} vs [A,B,...].
+    flat = json.dumps([x for e in examples for x in (e.text_input, e.output)], ensure_ascii=False,
+                      separators=(",", ":")).encode("utf-8")
+    n = len(examples)
+    strings = len(flat) - 2 - (2 * n - 1)
+    per_example = len('{"textInput":,"output":}')
+    return len('{"examples":{"examples":[]}}') + strings + per_example * n + (n - 1)
 
 
 def load_examples(spec: JobSpec) -> DatasetResult:
@@ -410,7 +450,7 @@ def load_examples(spec: JobSpec) -> DatasetResult:
     ds = spec.dataset
     if ds.inline_examples is not None:
         lines = [spec.lines.get(f"dataset.examples[{i}]") for i in range(len(ds.inline_examples))]
-        return examples_from_inline(ds.inline_examples, str(spec.path), lines)
+        return examples_from_inline(ds.inline_examples, display_path(spec.path), lines)
     if ds.path is None:
         raise DatasetError([Problem(str(spec.path), "no dataset: set dataset.path or dataset.examples",
                                     line=spec.lines.get("dataset"), key_path="dataset")])
