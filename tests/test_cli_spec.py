@@ -197,3 +197,18 @@ def test_help_lists_the_spec_commands(run: Run):
     assert code == 0
     for command in ("validate", "render", "init", "schema"):
         assert command in out
+
+
+def test_pre_commit_hook_runs_as_declared(run: Run, monkeypatch: pytest.MonkeyPatch):
+    import re
+    import shlex
+
+    import yaml
+
+    (hook,) = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "tunespec-validate" and hook["entry"] == "tunespec validate"
+    assert re.search(hook["files"], "jobs/number-generator.yaml") and re.search(hook["files"], "jobs/a/b.yml")
+    assert not re.search(hook["files"], "examples/data/number-generator.csv")
+    monkeypatch.chdir(REPO)
+    code, _, err = run(*shlex.split(hook["entry"])[1:], *hook["args"])
+    assert code == 0, err

@@ -459,3 +459,134 @@ def test_schema_file_matches_package_copy():
 
 def test_format_key_path():
     assert format_key_path(("evaluation", "prompts", 2, "equals")) == "evaluation.prompts[2].equals"
+
+
+def test_non_finite_numbers(workdir: Path):
+    p = one(write(workdir, MINIMAL + "hyperparameters:\n  learning_rate: .nan\n"))
+    assert (p.line, p.key_path) == (5, "hyperparameters.learning_rate") and "finite" in p.message
+
+
+def test_deeply_nested_yaml_is_an_error_not_a_crash(workdir: Path):
+    p = one(write(workdir, MINIMAL + "description: " + "[" * 5000 + "]" * 5000 + "\n"))
+    assert p.file == "job.yaml" and ("nested too deeply" in p.message or "invalid YAML" in p.message)
+
+
+def test_unreadable_prompts_file(workdir: Path):
+    (workdir / "prompts.csv").mkdir()
+    p = one(write(workdir, MINIMAL + "evaluation:\n  prompts_file: prompts.csv\n"))
+    assert p.line == 5 and "not found" in p.message
+
+
+# ---- extends ------------------------------------------------------------------------------------------
+
+BASE = """\
+target: google
+project: team-project
+hyperparameters:
+  epoch_count: 5
+  batch_size: 4
+  learning_rate: 0.001
+dataset:
+  path: data/shared.csv
+evaluation:
+  threshold: 0.9
+  prompts:
+    - {input: a, equals: b}
+    - {input: c, equals: d}
+report:
+  dir: ../reports
+"""
+
+
+@pytest.fixture
+def team(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """jobs/_defaults.yaml (shared settings) in a project whose data lives next to the base file."""
+    jobs = tmp_path / "jobs"
+    (jobs / "data").mkdir(parents=True)
+    (jobs / "data" / "shared.csv").write_text("text_input,output\n1,2\n", "utf-8")
+    write(jobs, BASE, "_defaults.yaml")
+    monkeypatch.chdir(tmp_path)
+    return jobs
+
+
+def test_extends_deep_merges_mappings_and_replaces_lists(team: Path):
+    (team / "sub").mkdir()
+    child = write(team / "sub", """\
+    extends: ../_defaults.yaml
+    name: child
+    hyperparameters:
+      epoch_count: 20
+    evaluation:
+      prompts:
+        - {input: x, contains: y}
+    """, "child.yaml")
+    spec = load_spec(child, env={})
+    assert spec.name == "child" and spec.target == "google" and spec.project == "team-project"
+    hp = spec.hyperparameters
+    assert (hp.epoch_count, hp.batch_size, hp.learning_rate) == (20, 4, 0.001)
+    assert [p.input for p in spec.evaluation.prompts] == ["x"]  # lists are replaced, not appended
+    assert spec.evaluation.threshold == 0.9
+    assert spec.dataset.path == team / "data" / "shared.csv"  # relative to the base file
+    assert spec.report.dir == team.parent / "reports"
+    assert spec.evaluation.prompts[0].source == "jobs/sub/child.yaml"
+    assert spec.extends == (team / "_defaults.yaml",)
+    assert "hyperparameters.epoch_count" in spec.lines and "hyperparameters.batch_size" not in spec.lines
+
+
+def test_extends_chain_and_child_paths_relative_to_the_child(team: Path):
+    write(team, "extends: _defaults.yaml\ntarget: local\n", "_local.yaml")
+    (team / "mine.csv").write_text("text_input,output\n3,4\n", "utf-8")
+    child = write(team, "extends: _local.yaml\nname: chained\ndataset: {path: mine.csv}\n", "chained.yaml")
+    spec = load_spec(child, env={})
+    assert spec.target == "local" and spec.project == "team-project"
+    assert spec.dataset.path == team / "mine.csv"
+    assert spec.extends == (team / "_local.yaml", team / "_defaults.yaml")
+
+
+def test_errors_point_at_the_file_that_holds_the_bad_value(team: Path):
+    edit_base = (team / "_defaults.yaml").read_text().replace("batch_size: 4", "batch_size: 0")
+    (team / "_defaults.yaml").write_text(edit_base.replace("project: team-project", "projekt: x"))
+    child = write(team, "extends: _defaults.yaml\nname: child\nhyperparameters: {epoch_cout: 2}\n",
+                  "child.yaml")
+    problems = problems_of(child)
+    located = {(p.file, p.line, p.key_path) for p in problems}
+    assert ("jobs/_defaults.yaml", 5, "hyperparameters.batch_size") in located
+    assert ("jobs/_defaults.yaml", 2, "projekt") in located
+    assert ("jobs/child.yaml", 3, "hyperparameters.epoch_cout") in located
+
+
+def test_missing_dataset_in_base_points_at_the_base(team: Path):
+    (team / "data" / "shared.csv").unlink()
+    child = write(team, "extends: _defaults.yaml\nname: child\n", "child.yaml")
+    p = one(child)
+    assert (p.file, p.line, p.key_path) == ("jobs/_defaults.yaml", 8, "dataset.path")
+
+
+def test_extends_cycle(team: Path):
+    write(team, "extends: b.yaml\nname: a\n", "a.yaml")
+    write(team, "extends: a.yaml\n", "b.yaml")
+    p = one(team / "a.yaml")
+    assert (p.file, p.line, p.key_path) == ("jobs/b.yaml", 1, "extends")
+    assert "extends cycle: jobs/a.yaml -> jobs/b.yaml -> jobs/a.yaml" in p.message
+    p = one(write(team, "extends: self.yaml\nname: s\n", "self.yaml"))
+    assert "cycle" in p.message and p.line == 1
+
+
+def test_extends_missing_or_invalid_base(team: Path):
+    p = one(write(team, "name: c\nextends: nope.yaml\n", "c.yaml"))
+    assert (p.file, p.line, p.key_path) == ("jobs/c.yaml", 2, "extends")
+    assert "no such file: nope.yaml" in p.message
+    write(team, "target: [unclosed\n", "_broken.yaml")
+    p = one(write(team, "name: c\nextends: _broken.yaml\n", "c.yaml"))
+    assert p.file == "jobs/_broken.yaml" and "invalid YAML" in p.message
+    write(team, "- a list\n", "_list.yaml")
+    p = one(write(team, "name: c\nextends: _list.yaml\n", "c.yaml"))
+    assert p.file == "jobs/_list.yaml" and "mapping" in p.message
+    p = one(write(team, "name: c\nextends: [a, b]\n", "c.yaml"))
+    assert (p.line, p.key_path) == (2, "extends") and "path" in p.message
+
+
+def test_directories_skip_shared_settings_files(team: Path):
+    write(team, "extends: _defaults.yaml\nname: child\n", "child.yaml")
+    assert expand_spec_paths(["jobs"]) == [Path("jobs/child.yaml")]
+    assert [s.name for s in load_specs(["jobs"])] == ["child"]

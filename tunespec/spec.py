@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import glob
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -156,6 +157,7 @@ class _Doc:
         self.keys = keys
         self.top = top
         self.unresolved: set[KeyPath] = set()  # values whose ${VAR} could not be resolved
+        self.incomplete = False  # its `extends:` base could not be loaded: missing keys are expected
 
     def loc(self, path: KeyPath, *, key: bool = False) -> Loc:
         """Location of the value at `path` (or of its key), else of the nearest parent that exists."""
@@ -233,7 +235,11 @@ def _parse(path: Path, shown: str, env: Mapping[str, str], problems: _Problems) 
         problems.at(top, "", "the file is empty", "run `tunespec init` for a starting point")
         return None
     doc = _Doc(None, {}, {}, top)
-    doc.data = _Builder(loader, doc, shown, path, env, problems).build(node, ())
+    try:
+        doc.data = _Builder(loader, doc, shown, path, env, problems).build(node, ())
+    except RecursionError:
+        problems.at(top, "", "the YAML is nested too deeply")
+        return None
     return doc
 
 
@@ -360,25 +366,32 @@ def _load_tree(path: Path, env: Mapping[str, str], problems: _Problems,
     where = doc.loc(("extends",))
     if not isinstance(ref, str) or not ref:
         problems.at(where, "extends", "expected a path to another spec file")
+        doc.incomplete = True
         return doc, ()
     base_path = (path.parent / ref).resolve()
     if base_path in (*chain, path.resolve()):
         cycle = " -> ".join(_shown(p) for p in (*chain, path.resolve(), base_path))
         problems.at(where, "extends", f"extends cycle: {cycle}")
+        doc.incomplete = True
         return doc, ()
     if not base_path.is_file():
         problems.at(where, "extends", f"no such file: {ref}", f"resolved to {base_path}")
+        doc.incomplete = True
         return doc, ()
     before = len(problems.items)
     base, bases = _load_tree(base_path, env, problems, (*chain, path.resolve()))
     if base is None:
         if len(problems.items) == before:
             problems.at(where, "extends", f"cannot load {ref}")
+        doc.incomplete = True
         return doc, ()
     if not isinstance(base.data, dict):
         problems.add(base, (), "a spec must be a mapping of keys to values")
+        doc.incomplete = True
         return doc, ()
     merged = _Doc(_merge(base.data, doc.data), {}, {}, doc.top)
+    merged.unresolved = doc.unresolved | base.unresolved
+    merged.incomplete = base.incomplete
     _relocate(merged, merged.data, (), doc, base)
     return merged, (base_path, *bases)
 
@@ -565,6 +578,8 @@ def _check_schema(doc: _Doc, problems: _Problems) -> None:
     for error in _validator().iter_errors(doc.data):
         for leaf in _leaves(error):
             described = _schema_message(leaf)
+            if doc.incomplete and leaf.validator == "required":
+                continue
             if described is not None and tuple(leaf.absolute_path) not in doc.unresolved:
                 problems.add(doc, tuple(leaf.absolute_path), *described)
 
@@ -609,6 +624,19 @@ def _check_semantics(doc: _Doc, problems: _Problems) -> None:
     evaluation = data.get("evaluation")
     if isinstance(evaluation, dict):
         _check_evaluation(doc, evaluation, problems)
+    _check_finite(doc, data, (), problems)
+
+
+def _check_finite(doc: _Doc, data: Any, path: KeyPath, problems: _Problems) -> None:
+    """NaN and infinity pass JSON Schema's range checks; no tunespec setting accepts them."""
+    if isinstance(data, float) and not math.isfinite(data):
+        problems.add(doc, path, f"must be a finite number, got {data}")
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            _check_finite(doc, value, (*path, key), problems)
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            _check_finite(doc, value, (*path, i), problems)
 
 
 def _api_version_of(data: dict[str, Any]) -> str:
@@ -701,7 +729,11 @@ def _read_prompts_file(path: Path, shown: str, problems: _Problems) -> list[Eval
 
     log = ProblemLog(shown)
     fmt = infer_format(path) or "csv"
-    header, rows = read_rows(path, fmt, log)
+    try:
+        header, rows = read_rows(path, fmt, log)
+    except OSError as exc:
+        problems.items.append(Problem(shown, f"cannot read the prompts file: {exc.strerror or exc}"))
+        return []
     allowed = ("input", "name", "repeat", *ASSERTION_KEYS)
     if header is not None:
         for column in header:
