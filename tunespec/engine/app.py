@@ -29,6 +29,7 @@ from tunespec.engine.store import AlreadyExists, Store
 from tunespec.engine.wire import (
     ApiException,
     Enum,
+    Present,
     compact,
     invalid,
     now_ns,
@@ -672,7 +673,7 @@ class Engine:
             out["nextPageToken"] = self._token(page_rows[-1]["seq"])
         return out
 
-    def cancel(self, ctx: Ctx, model_id: str, op_id: str) -> dict[str, Any]:
+    def cancel(self, ctx: Ctx, model_id: str, op_id: str, _body: object = None) -> dict[str, Any]:
         self._op_row(ctx, model_id, op_id)
         self.store.request_cancel(model_id, now_ns(), CANCEL_MESSAGE)
         return {}
@@ -775,7 +776,7 @@ class Engine:
         ratings = [
             {"category": Enum(c, HARM_NUMBER[c]), "probability": Enum("NEGLIGIBLE", 1)} for c in PALM_HARM
         ]
-        return {"candidates": [{"output": o, "safetyRatings": ratings} for o in outputs]}
+        return {"candidates": [{"output": Present(o), "safetyRatings": ratings} for o in outputs]}
 
     def generate_content(self, ctx: Ctx, kind: str, name: str, raw: dict[str, Any]) -> dict[str, Any]:
         _check_fields(raw, _GENERATE_CONTENT, "")
@@ -815,7 +816,7 @@ class Engine:
         return {
             "candidates": [
                 {
-                    "content": {"parts": [{"text": o}], "role": "model"},
+                    "content": {"parts": [{"text": Present(o)}], "role": "model"},
                     "finishReason": Enum("STOP", 1),
                     "index": i,
                     "safetyRatings": ratings,

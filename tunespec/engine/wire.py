@@ -189,13 +189,17 @@ class Enum(str):
         return obj
 
 
+class Present(str):
+    """A string written even when empty (e.g. a candidate's `output`, which clients index)."""
+
+
 def compact(value: Any, *, int_enums: bool = False) -> Any:
     """Drop None / empty values (proto3 JSON omits defaults) and encode enums."""
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
             v = compact(v, int_enums=int_enums)
-            if v is None or v == "" or v == [] or v == {} or v is False:
+            if v is None or (v == "" and not isinstance(v, Present)) or v == [] or v == {} or v is False:
                 continue
             out[k] = v
         return out
@@ -203,6 +207,8 @@ def compact(value: Any, *, int_enums: bool = False) -> Any:
         return [compact(v, int_enums=int_enums) for v in value]
     if isinstance(value, Enum):
         return value.number if int_enums else str(value)
+    if isinstance(value, Present):
+        return value  # kept as Present so the parent keeps it even when empty
     return value
 
 
