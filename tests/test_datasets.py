@@ -111,6 +111,13 @@ def test_ragged_rows(tmp_path: Path):
     assert "has 3 fields, the header (line 1) has 2" in problems[0].message
 
 
+def test_duplicate_header_columns(tmp_path: Path):
+    path = tmp_path / "d.csv"
+    path.write_text("text_input,output,output\na,b,c\n", "utf-8")
+    (p,) = errors(path)
+    assert p.line == 1 and "repeats column(s) 'output'" in p.message
+
+
 def test_bad_json_lines(tmp_path: Path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"text_input": "a", "output": "b"}\n\n{"text_input": "a",}\n[1]\n', "utf-8")

@@ -179,6 +179,14 @@ def test_name_too_long_for_the_tuned_model_id(workdir: Path):
     assert "fingerprint" in p.hint and "40" in p.hint
 
 
+def test_schema_name_limit_leaves_room_for_the_fingerprint():
+    from tunespec.spec import ID_SUFFIX_CHARS, MAX_TUNED_MODEL_ID
+
+    name = schema()["properties"]["name"]
+    assert name["maxLength"] == MAX_TUNED_MODEL_ID - ID_SUFFIX_CHARS == 29
+    assert "29 characters" in name["description"]
+
+
 def test_name_pattern(workdir: Path):
     p = one(write(workdir, MINIMAL.replace("demo", "Demo-")))
     assert p.line == 1 and "lowercase letters" in p.message
@@ -584,6 +592,19 @@ def test_extends_missing_or_invalid_base(team: Path):
     assert p.file == "jobs/_list.yaml" and "mapping" in p.message
     p = one(write(team, "name: c\nextends: [a, b]\n", "c.yaml"))
     assert (p.line, p.key_path) == (2, "extends") and "path" in p.message
+
+
+def test_null_in_the_child_removes_an_inherited_value(team: Path):
+    child = write(team, "extends: _defaults.yaml\nname: child\nevaluation: null\nproject: ~\n", "child.yaml")
+    spec = load_spec(child, env={})
+    assert spec.evaluation is None and spec.project is None and spec.target == "google"
+
+
+def test_unset_variable_in_extends(team: Path):
+    p = one(write(team, "extends: ${BASE}\nname: child\n", "child.yaml"))
+    assert (p.line, p.key_path) == (1, "extends") and "BASE is not set" in p.message
+    spec = load_spec(team / "child.yaml", env={"BASE": "_defaults.yaml"})
+    assert spec.project == "team-project"
 
 
 def test_directories_skip_shared_settings_files(team: Path):

@@ -38,7 +38,8 @@ def validate(paths: tuple[str, ...], as_json: bool) -> None:
 
     PATH may be a spec file, a directory (its *.yaml / *.yml files, recursively; names starting
     with '_' are skipped, they hold shared settings for `extends:`) or a glob. Exits 0 when all are
-    valid, 2 otherwise. With GITHUB_ACTIONS=true, problems are also printed as workflow annotations.
+    valid, 2 otherwise. With GITHUB_ACTIONS=true (and without --json), problems are also printed as
+    workflow annotations.
     """
     import json
     import os
@@ -63,7 +64,7 @@ def validate(paths: tuple[str, ...], as_json: bool) -> None:
         bad = sum(not r.valid for r in results)
         click.echo(f"{len(results)} file{'s' if len(results) != 1 else ''} checked: "
                    f"{len(results) - bad} valid, {bad} invalid")
-    if os.environ.get("GITHUB_ACTIONS") == "true":
+    if os.environ.get("GITHUB_ACTIONS") == "true" and not as_json:
         for result in results:
             for problem in (*result.errors, *result.warnings):
                 click.echo(github_annotation(problem))
@@ -131,7 +132,6 @@ def schema() -> None:
     from tunespec.spec import schema as job_schema
 
     click.echo(json.dumps(job_schema(), indent=2))
-
 
 
 # ---- engine command: serve (issue 3) --------------------------------------------------------------

@@ -194,6 +194,10 @@ def _csv_rows(text: str, dialect: str, log: ProblemLog, sink: _Sink | None = Non
     if header is None:
         return None, iter(())
     header_line = start
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        log.add("column", f"the header repeats column(s) {', '.join(map(repr, duplicated))}",
+                line=header_line, hint="give every column a distinct name")
     if any(_bad_text(name) for name in header):
         log.add("undecodable", "bytes that are not valid UTF-8 in the header", line=header_line,
                 hint="save the file as UTF-8")

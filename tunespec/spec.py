@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -110,13 +110,12 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 ASSERTION_KINDS = ("equals", "contains", "icontains", "starts_with", "regex", "one_of")
 ASSERTION_KEYS = ASSERTION_KINDS + tuple(f"not_{kind}" for kind in ASSERTION_KINDS)
 ID_SUFFIX_CHARS = 11  # "-" + the 10-character fingerprint the runner appends to `name`
-MAX_TUNED_MODEL_ID = 40
+MAX_TUNED_MODEL_ID = 40  # the API's limit; the schema caps `name` at 40 - 11 = 29 characters
 
 KeyPath = tuple[str | int, ...]
 
 
-@dataclass(frozen=True)
-class Loc:
+class Loc(NamedTuple):
     """Where a YAML node sits: the file as shown to users, its real path, 1-based line and column."""
 
     file: str
@@ -300,7 +299,8 @@ class _Builder:
                 self.problems.at(self.loc(key_node.start_mark), child,
                                  f"duplicate key {key!r} (first set on line {first})")
                 continue
-            self._drop(child)
+            if key in out:
+                self._drop(child)
             self.doc.keys[child] = self.loc(key_node.start_mark)
             from_own[key] = id(key_node) in own
             out[key] = self.build(value_node, child)
@@ -364,6 +364,9 @@ def _load_tree(path: Path, env: Mapping[str, str], problems: _Problems,
         return doc, ()
     ref = doc.data.pop("extends")
     where = doc.loc(("extends",))
+    if ("extends",) in doc.unresolved:
+        doc.incomplete = True
+        return doc, ()
     if not isinstance(ref, str) or not ref:
         problems.at(where, "extends", "expected a path to another spec file")
         doc.incomplete = True
@@ -397,11 +400,15 @@ def _load_tree(path: Path, env: Mapping[str, str], problems: _Problems,
 
 
 def _merge(base: Any, override: Any) -> Any:
-    """Deep-merge mappings; anything else (scalars, lists) in `override` replaces `base`."""
+    """Deep-merge mappings; anything else (scalars, lists) in `override` replaces `base`; a key set
+    to null in `override` removes the inherited value."""
     if isinstance(base, dict) and isinstance(override, dict):
         out = dict(base)
         for key, value in override.items():
-            out[key] = _merge(base[key], value) if key in base else value
+            if value is None and key in base:
+                del out[key]
+            else:
+                out[key] = _merge(base[key], value) if key in base else value
         return out
     return override
 
@@ -615,9 +622,6 @@ def _check_semantics(doc: _Doc, problems: _Problems) -> None:
             problems.add(doc, ("hyperparameters", "learning_rate_multiplier"),
                          "learning_rate_multiplier needs api_version v1beta (v1beta3 has learning_rate only)",
                          "use learning_rate, or set api_version: v1beta with a Gemini base model", key=True)
-    name = data.get("name")
-    if isinstance(name, str) and len(name) + ID_SUFFIX_CHARS > MAX_TUNED_MODEL_ID:
-        pass  # reported by the schema's maxLength with the reason in its hint
     dataset = data.get("dataset")
     if isinstance(dataset, dict):
         _check_dataset(doc, dataset, problems)
