@@ -611,3 +611,28 @@ def test_directories_skip_shared_settings_files(team: Path):
     write(team, "extends: _defaults.yaml\nname: child\n", "child.yaml")
     assert expand_spec_paths(["jobs"]) == [Path("jobs/child.yaml")]
     assert [s.name for s in load_specs(["jobs"])] == ["child"]
+
+
+def test_spec_and_dataset_problems_in_one_run(workdir: Path):
+    (workdir / "data.csv").write_text("text_input,output\n1,\n", "utf-8")
+    (workdir / "prompts.csv").write_text("input,equals\n,2\n", "utf-8")
+    text = MINIMAL + "hyperparameters: {epoch_cout: 3}\nevaluation:\n  prompts_file: prompts.csv\n" \
+                     "  prompts:\n    - {input: a, regex: '('}\n"
+    problems = problems_of(write(workdir, text))
+    located = {(p.file, p.line, p.key_path) for p in problems}
+    assert ("job.yaml", 4, "hyperparameters.epoch_cout") in located
+    assert ("data.csv", 2, "row 1") in located
+    assert ("job.yaml", 8, "evaluation.prompts[0].regex") in located
+    assert ("prompts.csv", 2, "row 1") not in located  # evaluation has its own problem: not read yet
+    problems = problems_of(write(workdir, MINIMAL + "hyperparameters: {epoch_cout: 3}\n"
+                                 "evaluation:\n  prompts_file: prompts.csv\n"))
+    assert ("prompts.csv", 2, "row 1") in {(p.file, p.line, p.key_path) for p in problems}
+
+
+def test_example_jobs_validate_against_the_published_schema():
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(schema())
+    for path in (REPO / "jobs").glob("*.y*ml"):
+        assert not list(validator.iter_errors(yaml.safe_load(path.read_text("utf-8")))), path

@@ -855,16 +855,42 @@ def load_spec(path: str | Path, *, env: Mapping[str, str] | None = None) -> JobS
     path = Path(path)
     problems = _Problems()
     doc, extends = _load_tree(path, os.environ if env is None else env, problems)
-    if doc is not None:
-        _check_schema(doc, problems)
-        if isinstance(doc.data, dict) and not problems.items:
-            _check_semantics(doc, problems)
-    if problems.items or doc is None:
+    if doc is None:
         raise SpecError(problems.sorted())
-    spec = _build(doc, path, problems, extends)
-    if problems.items or spec is None:
+    _check_schema(doc, problems)
+    if not isinstance(doc.data, dict):
         raise SpecError(problems.sorted())
-    return spec
+    _check_semantics(doc, problems)
+    if not problems.items:
+        spec = _build(doc, path, problems, extends)
+        if not problems.items:
+            return spec
+    else:
+        _check_files_of_invalid_spec(doc, problems)
+    raise SpecError(problems.sorted())
+
+
+def _check_files_of_invalid_spec(doc: _Doc, problems: _Problems) -> None:
+    """The spec has problems elsewhere: still read its dataset and prompts file when their settings
+    are fine, so that one run reports everything."""
+    from tunespec.datasets import read_examples
+
+    def clean(prefix: str) -> bool:
+        return not any(p.key_path == prefix or p.key_path.startswith((prefix + ".", prefix + "["))
+                       for p in problems.items)
+
+    ds = doc.data.get("dataset")
+    if clean("dataset") and isinstance(ds, dict) and isinstance(ds.get("path"), str):
+        file = _file_of(doc, ("dataset", "path"), ds["path"])
+        try:
+            read_examples(file, format=ds.get("format"), input_column=ds.get("input_column", "text_input"),
+                          output_column=ds.get("output_column", "output"), display_path=_shown(file))
+        except DatasetError as exc:
+            problems.items.extend(exc.problems)
+    ev = doc.data.get("evaluation")
+    if clean("evaluation") and isinstance(ev, dict) and isinstance(ev.get("prompts_file"), str):
+        file = _file_of(doc, ("evaluation", "prompts_file"), ev["prompts_file"])
+        _read_prompts_file(file, _shown(file), problems)
 
 
 def expand_spec_paths(paths: Iterable[str | Path]) -> list[Path]:
