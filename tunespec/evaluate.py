@@ -117,6 +117,16 @@ class EvalResult:
         }
 
 
+_VERBS = {
+    "equals": "equal",
+    "contains": "contain",
+    "icontains": "contain (ignoring case)",
+    "starts_with": "start with",
+    "regex": "match",
+    "one_of": "be one of",
+}
+
+
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
@@ -145,11 +155,11 @@ def check(assertion: Assertion, output: str) -> AssertionResult:
         return AssertionResult(assertion.label, _plain(value), False, f"unknown assertion {kind!r}")
     if assertion.negate:
         ok = not ok
+    negated = "not " if assertion.negate else ""
     message = (
         ""
         if ok
-        else f"expected output {'not ' if assertion.negate else ''}to {kind.replace('_', ' ')} "
-        f"{_plain(value)!r}, got {output!r}"
+        else f"expected output {negated}to {_VERBS.get(kind, kind)} {_plain(value)!r}, got {output!r}"
     )
     return AssertionResult(assertion.label, _plain(value), ok, message)
 
