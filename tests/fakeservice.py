@@ -103,10 +103,23 @@ class FakeService:
         raw = h.rfile.read(length) if length else b""
         body = json.loads(raw) if raw else None
         with self._lock:
-            self.requests.append(Recorded(h.command, parts.path, parse_qs(parts.query),
-                                          {k.lower(): v for k, v in h.headers.items()}, body))
-            fault = next((f for f in self.faults if f.times > 0 and f.method == h.command
-                          and re.search(f.path_regex, parts.path)), None)
+            self.requests.append(
+                Recorded(
+                    h.command,
+                    parts.path,
+                    parse_qs(parts.query),
+                    {k.lower(): v for k, v in h.headers.items()},
+                    body,
+                )
+            )
+            fault = next(
+                (
+                    f
+                    for f in self.faults
+                    if f.times > 0 and f.method == h.command and re.search(f.path_regex, parts.path)
+                ),
+                None,
+            )
             if fault:
                 fault.times -= 1
         if fault and fault.delay:
@@ -115,8 +128,12 @@ class FakeService:
             h.close_connection = True
             return
         if fault and fault.status is not None:
-            return self._send(h, fault.status, fault.body or error_body(
-                fault.status, "UNAVAILABLE", "injected"), fault.headers)
+            return self._send(
+                h,
+                fault.status,
+                fault.body or error_body(fault.status, "UNAVAILABLE", "injected"),
+                fault.headers,
+            )
         with self._lock:
             status, payload = self._route(h.command, parts.path, parse_qs(parts.query), body)
         if fault and fault.after:
@@ -124,8 +141,9 @@ class FakeService:
             return
         self._send(h, status, payload)
 
-    def _send(self, h: BaseHTTPRequestHandler, status: int, payload: Any,
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, h: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(payload).encode()
         h.send_response(status)
         h.send_header("Content-Type", "application/json")
@@ -151,8 +169,11 @@ class FakeService:
             return self._generate(mm.group(1), mm.group(2), body)
         mm = re.fullmatch(r"tunedModels/([a-z0-9-]+)/operations", rest)
         if mm and method == "GET":
-            ops = [self._op_view(o) for o in self.operations.values()
-                   if o["model"] == f"tunedModels/{mm.group(1)}"]
+            ops = [
+                self._op_view(o)
+                for o in self.operations.values()
+                if o["model"] == f"tunedModels/{mm.group(1)}"
+            ]
             return 200, {"operations": ops}
         mm = re.fullmatch(r"(tunedModels/[a-z0-9-]+/operations/[a-z0-9]+)(:cancel)?", rest)
         if mm:
@@ -196,17 +217,33 @@ class FakeService:
         hp.setdefault("batchSize", 4)
         total = max(1, math.ceil(len(examples) * hp["epochCount"] / hp["batchSize"]))
         self.examples[name] = {e.get("textInput", e.get("text_input")): e["output"] for e in examples}
-        self.models[name] = {"name": name, "baseModel": body.get("baseModel"), "state": "CREATING",
-                             "createTime": "2026-11-26T10:00:00Z", "updateTime": "2026-11-26T10:00:00Z",
-                             "tuningTask": {"hyperparameters": hp, "snapshots": []},
-                             "displayName": body.get("displayName", "")}
+        self.models[name] = {
+            "name": name,
+            "baseModel": body.get("baseModel"),
+            "state": "CREATING",
+            "createTime": "2026-11-26T10:00:00Z",
+            "updateTime": "2026-11-26T10:00:00Z",
+            "tuningTask": {"hyperparameters": hp, "snapshots": []},
+            "displayName": body.get("displayName", ""),
+        }
         self._ids += 1
         op_name = f"{name}/operations/op{self._ids:010d}"
-        self.operations[op_name] = {"name": op_name, "model": name, "total": total, "version": version,
-                                    "error": None}
-        return 200, {"name": op_name, "metadata": {
-            "@type": f"type.googleapis.com/google.ai.generativelanguage.{version}.CreateTunedModelMetadata",
-            "totalSteps": total, "tunedModel": name}}
+        self.operations[op_name] = {
+            "name": op_name,
+            "model": name,
+            "total": total,
+            "version": version,
+            "error": None,
+        }
+        return 200, {
+            "name": op_name,
+            "metadata": {
+                "@type": f"type.googleapis.com/google.ai.generativelanguage.{version}"
+                ".CreateTunedModelMetadata",
+                "totalSteps": total,
+                "tunedModel": name,
+            },
+        }
 
     def _advance(self, name: str) -> dict[str, Any]:
         model = self.models[name]
@@ -217,8 +254,14 @@ class FakeService:
                 if len(snaps) >= op["total"]:
                     break
                 step = len(snaps) + 1
-                snaps.append({"step": step, "epoch": step // 2, "meanLoss": round(3.0 / step, 4),
-                              "computeTime": "2026-11-26T10:00:01Z"})
+                snaps.append(
+                    {
+                        "step": step,
+                        "epoch": step // 2,
+                        "meanLoss": round(3.0 / step, 4),
+                        "computeTime": "2026-11-26T10:00:01Z",
+                    }
+                )
             if any(f in name for f in self.fail_models) and len(snaps) >= 2:
                 model["state"] = "FAILED"
                 op["error"] = {"code": 13, "message": "Tuning failed: the training loss diverged (NaN)."}
@@ -230,8 +273,12 @@ class FakeService:
     def _op_view(self, op: dict[str, Any]) -> dict[str, Any]:
         model = self.models[op["model"]]
         snaps = model["tuningTask"]["snapshots"]
-        meta = {"@type": "type.googleapis.com/google.ai.generativelanguage.v1beta3.CreateTunedModelMetadata",
-                "totalSteps": op["total"], "tunedModel": op["model"], "snapshots": snaps}
+        meta = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta3.CreateTunedModelMetadata",
+            "totalSteps": op["total"],
+            "tunedModel": op["model"],
+            "snapshots": snaps,
+        }
         if snaps:
             meta["completedSteps"] = len(snaps)
             meta["completedPercent"] = 100.0 * len(snaps) / op["total"]
@@ -260,5 +307,9 @@ class FakeService:
             out = self.examples.get(model, {}).get(prompt, "?") if model.startswith("tunedModels/") else "?"
         if method == "Text":
             return 200, {"candidates": [{"output": out}] * count}
-        return 200, {"candidates": [{"content": {"role": "model", "parts": [{"text": out}]},
-                                     "finishReason": "STOP", "index": i} for i in range(count)]}
+        return 200, {
+            "candidates": [
+                {"content": {"role": "model", "parts": [{"text": out}]}, "finishReason": "STOP", "index": i}
+                for i in range(count)
+            ]
+        }

@@ -83,7 +83,9 @@ def test_fingerprint_covers_what_changes_the_result(tmp_path, service):
     assert fingerprint(spec, ex, "v1beta") != fp
     import dataclasses
 
-    changed = dataclasses.replace(spec, hyperparameters=dataclasses.replace(spec.hyperparameters, epoch_count=3))
+    changed = dataclasses.replace(
+        spec, hyperparameters=dataclasses.replace(spec.hyperparameters, epoch_count=3)
+    )
     assert fingerprint(changed, ex, "v1beta3") != fp
     assert fingerprint(dataclasses.replace(spec, base_model="models/other"), ex, "v1beta3") != fp
     assert fingerprint(dataclasses.replace(spec, tuning_method="lora"), ex, "v1beta3") != fp
@@ -93,8 +95,13 @@ def test_fingerprint_covers_what_changes_the_result(tmp_path, service):
 def test_apply_rides_out_transient_faults_then_is_idempotent(tmp_path, service):
     spec = write_spec(tmp_path, service)
     service.faults += [
-        Fault("POST", r"tunedModels$", 429, {"Retry-After": "0.1"},
-              error_body(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted")),
+        Fault(
+            "POST",
+            r"tunedModels$",
+            429,
+            {"Retry-After": "0.1"},
+            error_body(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted"),
+        ),
         Fault("POST", r"tunedModels$", None, after=True),  # created, but the answer is lost -> 409 -> attach
         Fault("GET", r"/operations/", 503),
         Fault("GET", r"/operations$", None),
@@ -141,8 +148,15 @@ def test_plan_states_and_detailed_exitcode(tmp_path, service):
     from tunespec.client import TuningClient
 
     mid = doc["jobs"][0]["tuned_model"].split("/")[1]
-    TuningClient(service.url).create_tuned_model({"baseModel": "m", "tuningTask": {"trainingData": {
-        "examples": {"examples": [{"textInput": "1", "output": "2"}] * 50}}}}, mid)
+    TuningClient(service.url).create_tuned_model(
+        {
+            "baseModel": "m",
+            "tuningTask": {
+                "trainingData": {"examples": {"examples": [{"textInput": "1", "output": "2"}] * 50}}
+            },
+        },
+        mid,
+    )
     assert "in progress" in run("plan", str(spec)).stdout
     # failed
     service.models[f"tunedModels/{mid}"]["state"] = "FAILED"
@@ -187,8 +201,15 @@ def test_evaluation_below_threshold_exits_3(tmp_path, service):
 def test_eval_errors_are_service_errors(tmp_path, service):
     spec = write_spec(tmp_path, service)
     assert run("apply", str(spec)).exit_code == 0
-    service.faults.append(Fault("POST", r":generateText$", 403, times=99, body=error_body(
-        403, "PERMISSION_DENIED", "You do not have permission to access tuned model")))
+    service.faults.append(
+        Fault(
+            "POST",
+            r":generateText$",
+            403,
+            times=99,
+            body=error_body(403, "PERMISSION_DENIED", "You do not have permission to access tuned model"),
+        )
+    )
     result = run("eval", str(spec))
     assert result.exit_code == 1
     junit = ET.parse(tmp_path / "reports" / "tiny" / "junit.xml").getroot()
@@ -238,8 +259,9 @@ def test_invalid_spec_exit_2_names_the_file(tmp_path, service):
 
 def test_no_secret_reaches_output_or_reports(tmp_path, service):
     secret = "engine-secret-4f1c"
-    service.faults.append(Fault("GET", r"tunedModels$", 400, body=error_body(
-        400, "INVALID_ARGUMENT", f"bad token {secret}")))
+    service.faults.append(
+        Fault("GET", r"tunedModels$", 400, body=error_body(400, "INVALID_ARGUMENT", f"bad token {secret}"))
+    )
     spec = write_spec(tmp_path, service)
     env = {"TUNESPEC_ENGINE_TOKEN": secret}
     failed = run("apply", str(spec), env=env)
@@ -248,8 +270,9 @@ def test_no_secret_reaches_output_or_reports(tmp_path, service):
     ok = run("apply", str(spec), env={**env, "GITHUB_STEP_SUMMARY": str(summary)})
     assert ok.exit_code == 0, ok.output
     assert service.requests[-1].headers["authorization"] == f"Bearer {secret}"
-    texts = [ok.output, summary.read_text()] + [p.read_text() for p in (tmp_path / "reports").rglob("*")
-                                                 if p.suffix in (".json", ".md", ".xml")]
+    texts = [ok.output, summary.read_text()] + [
+        p.read_text() for p in (tmp_path / "reports").rglob("*") if p.suffix in (".json", ".md", ".xml")
+    ]
     assert all(secret not in t for t in texts)
     assert "## tunespec: tiny" in summary.read_text()
 
@@ -273,7 +296,9 @@ def test_assertions():
 
     assert ok("equals", "2", " 2\n") and not ok("equals", "2", "22")
     assert ok("contains", "ab", "xaby") and ok("icontains", "AB", "xaby") and not ok("contains", "AB", "xab")
-    assert ok("starts_with", "tw", "twenty") and ok("regex", r"^\d+$", "12") and not ok("regex", r"^\d+$", "a")
+    assert (
+        ok("starts_with", "tw", "twenty") and ok("regex", r"^\d+$", "12") and not ok("regex", r"^\d+$", "a")
+    )
     assert ok("one_of", ("a", "b"), "b") and not ok("one_of", ("a", "b"), "c")
     assert ok("equals", "4", "5", negate=True) and not ok("contains", "4", "44", negate=True)
     result = check(Assertion("equals", "2"), "3")
@@ -297,7 +322,11 @@ def test_many_jobs_parallel_summary_and_combined_junit(tmp_path, service):
     assert {s.get("name") for s in junit.findall("testsuite")} == {"alpha", "beta", "gamma", "broken"}
     again = run("apply", str(jobs), "--parallel", "2", "--json")
     doc = json.loads(again.stdout)
-    assert {j["job"]: j["action"] for j in doc["jobs"]} == {"alpha": "noop", "beta": "recreate", "gamma": "noop"}
+    assert {j["job"]: j["action"] for j in doc["jobs"]} == {
+        "alpha": "noop",
+        "beta": "recreate",
+        "gamma": "noop",
+    }
     assert doc["invalid"][0]["spec"].endswith("broken.yaml")
 
 
@@ -319,10 +348,18 @@ def test_missing_engine_extra_message(tmp_path, service):
 
     spec = write_spec(tmp_path, service)
     spec.write_text(spec.read_text().replace(f"target: {service.url}", "target: local"))
-    code = ("import sys\nfor m in ('torch', 'fastapi', 'uvicorn', 'transformers'): sys.modules[m] = None\n"
-            "from tunespec.cli import main\nmain(['plan', sys.argv[1]])")
+    code = (
+        "import sys\nfor m in ('torch', 'fastapi', 'uvicorn', 'transformers'): sys.modules[m] = None\n"
+        "from tunespec.cli import main\nmain(['plan', sys.argv[1]])"
+    )
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("TUNESPEC_")}
-    proc = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "pip install 'tunespec[local]'" in proc.stderr and "Traceback" not in proc.stderr

@@ -13,9 +13,13 @@ from tunespec.auth import ApiKeyAuth, BearerTokenAuth, GoogleCredentialsAuth, en
 from tunespec.client import TuningClient
 from tunespec.errors import ApiError
 
-BODY = {"baseModel": "models/text-bison-001", "tuningTask": {
-    "hyperparameters": {"epochCount": 1, "batchSize": 1},
-    "trainingData": {"examples": {"examples": [{"textInput": "1", "output": "2"}]}}}}
+BODY = {
+    "baseModel": "models/text-bison-001",
+    "tuningTask": {
+        "hyperparameters": {"epochCount": 1, "batchSize": 1},
+        "trainingData": {"examples": {"examples": [{"textInput": "1", "output": "2"}]}},
+    },
+}
 
 
 @pytest.fixture
@@ -38,8 +42,15 @@ def make(service, **kw) -> TuningClient:
 
 
 def test_429_with_retry_after_is_honoured(service):
-    service.faults.append(Fault("GET", "tunedModels$", 429, {"Retry-After": "3"},
-                                error_body(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted")))
+    service.faults.append(
+        Fault(
+            "GET",
+            "tunedModels$",
+            429,
+            {"Retry-After": "3"},
+            error_body(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted"),
+        )
+    )
     client = make(service)
     assert client.list_tuned_models() == []
     assert client.sleep == [3.0]
@@ -47,8 +58,12 @@ def test_429_with_retry_after_is_honoured(service):
 
 
 def test_retry_info_delay_is_honoured(service):
-    body = error_body(429, "RESOURCE_EXHAUSTED", "quota", details=[
-        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"}])
+    body = error_body(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "quota",
+        details=[{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"}],
+    )
     service.faults.append(Fault("GET", "tunedModels$", 429, body=body))
     client = make(service)
     client.list_tuned_models()
@@ -74,8 +89,15 @@ def test_lost_create_answer_then_409_is_an_already_exists_error(service):
 
 
 def test_persistent_503_gives_one_readable_line(service):
-    service.faults.append(Fault("GET", "tunedModels/x$", 503, times=99,
-                                body=error_body(503, "UNAVAILABLE", "The model is overloaded.")))
+    service.faults.append(
+        Fault(
+            "GET",
+            "tunedModels/x$",
+            503,
+            times=99,
+            body=error_body(503, "UNAVAILABLE", "The model is overloaded."),
+        )
+    )
     client = make(service, max_retries=3)
     with pytest.raises(ApiError) as err:
         client.get_tuned_model("tunedModels/x")
@@ -96,9 +118,19 @@ def test_404_names_the_resource_and_the_next_step(service):
 
 
 def test_field_violations_are_part_of_the_message(service):
-    body = error_body(400, "INVALID_ARGUMENT", "Invalid request", details=[
-        {"@type": "type.googleapis.com/google.rpc.BadRequest",
-         "fieldViolations": [{"field": "tuning_task.hyperparameters.batch_size", "description": "too big"}]}])
+    body = error_body(
+        400,
+        "INVALID_ARGUMENT",
+        "Invalid request",
+        details=[
+            {
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": [
+                    {"field": "tuning_task.hyperparameters.batch_size", "description": "too big"}
+                ],
+            }
+        ],
+    )
     service.faults.append(Fault("POST", "tunedModels$", 400, body=body))
     with pytest.raises(ApiError, match=r"batch_size: too big"):
         make(service).create_tuned_model(BODY)
@@ -217,8 +249,16 @@ def test_engine_token(service):
 def test_secrets_echoed_by_the_service_are_redacted(service):
     retried: list[str] = []
     service.faults.append(Fault("GET", "models$", 503, body=error_body(503, "UNAVAILABLE", "x")))
-    service.faults.append(Fault("GET", "models$", 400, body=error_body(
-        400, "INVALID_ARGUMENT", "API key not valid: AIza-secret-key. Please pass a valid API key.")))
+    service.faults.append(
+        Fault(
+            "GET",
+            "models$",
+            400,
+            body=error_body(
+                400, "INVALID_ARGUMENT", "API key not valid: AIza-secret-key. Please pass a valid API key."
+            ),
+        )
+    )
     client = make(service, auth=ApiKeyAuth("AIza-secret-key"), on_retry=retried.append)
     with pytest.raises(ApiError) as err:
         client.list_models()

@@ -19,10 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def quick_copy(tmp_path: Path, epochs: int = 5, threshold: float | None = 0.0, name: str | None = None) -> Path:
+def quick_copy(
+    tmp_path: Path, epochs: int = 5, threshold: float | None = 0.0, name: str | None = None
+) -> Path:
     """jobs/number-generator.yaml with fewer epochs (and a threshold the untrained-ish model meets)."""
     text = (ROOT / "jobs" / "number-generator.yaml").read_text()
-    text = text.replace("../examples/data/number-generator.csv", str(ROOT / "examples/data/number-generator.csv"))
+    text = text.replace(
+        "../examples/data/number-generator.csv", str(ROOT / "examples/data/number-generator.csv")
+    )
     text = text.replace("epoch_count: 60", f"epoch_count: {epochs}")
     if threshold is not None:
         text = text.replace("threshold: 0.8", f"threshold: {threshold}")
@@ -36,8 +40,14 @@ def quick_copy(tmp_path: Path, epochs: int = 5, threshold: float | None = 0.0, n
 def tunespec(*args: str, cwd: Path, env: dict[str, str], timeout: float = 500) -> subprocess.CompletedProcess:
     full = {**os.environ, "HF_HUB_OFFLINE": "1", "CI": "true", **env}
     full.pop("GITHUB_STEP_SUMMARY", None)
-    return subprocess.run([sys.executable, "-m", "tunespec.cli", *args], cwd=cwd, env=full, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "tunespec.cli", *args],
+        cwd=cwd,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +113,9 @@ def test_the_real_example_learns_the_pairs(tmp_path, engine):
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["jobs"][0]["action"] == "noop"
     assert operations_on(engine.url, name) == ops
-    assert [m["name"] for m in models_on(engine.url) if m["name"].startswith("tunedModels/number-generator-")] \
-        == [name]
+    assert [
+        m["name"] for m in models_on(engine.url) if m["name"].startswith("tunedModels/number-generator-")
+    ] == [name]
 
 
 def test_status_eval_changed_spec_and_prune(tmp_path, engine):
@@ -127,8 +138,9 @@ def test_status_eval_changed_spec_and_prune(tmp_path, engine):
     assert applied.returncode == 0, applied.stderr
     job = json.loads(applied.stdout)["jobs"][0]
     assert job["pruned"] == [first] and job["tuned_model"] != first
-    assert [m["name"] for m in models_on(engine.url) if m["name"].startswith("tunedModels/counter-")] \
-        == [job["tuned_model"]]
+    assert [m["name"] for m in models_on(engine.url) if m["name"].startswith("tunedModels/counter-")] == [
+        job["tuned_model"]
+    ]
     deleted = tunespec("delete", str(spec), "--yes", cwd=tmp_path, env=env)
     assert deleted.returncode == 0, deleted.stderr
     assert not [m for m in models_on(engine.url) if m["name"].startswith("tunedModels/counter-")]
