@@ -192,7 +192,7 @@ def test_payload_limit(tmp_path: Path):
     rows = [{"text_input": f"{i}", "output": "x" * 4500} for i in range(1000)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
     (p,) = errors(path)
-    assert p.file == str(path) and "MB request; the limit is 4.2 MB" in p.message
+    assert p.file == str(path) and "MiB request; the limit is 4 MiB" in p.message
 
 
 def test_empty_file(tmp_path: Path):

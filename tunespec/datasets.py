@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 MAX_INPUT_CHARS = 40_000
 MAX_OUTPUT_CHARS = 5_000
-MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # the documented 4 MB upload limit
+MAX_PAYLOAD_BYTES = 4 * 2**20  # the documented 4 MB upload limit, read as MiB
 MIN_RECOMMENDED_EXAMPLES = 20
 PROBLEMS_PER_KIND = 5  # show this many problems of one kind, then "... and N more"
 
@@ -60,7 +60,7 @@ class DatasetResult:
     examples: list[Example]
     warnings: list[Problem] = field(default_factory=list)
     stats: DatasetStats | None = None
-    source: str = ""  # the file read, or "<spec file> (inline examples)"
+    source: str = ""  # the file the examples came from (the spec file for inline examples)
 
 
 @dataclass(frozen=True)
@@ -393,8 +393,8 @@ def _finish(examples: list[Example], log: ProblemLog, shown: str) -> DatasetResu
     if not errors:
         size = payload_size(examples)
         if size > MAX_PAYLOAD_BYTES:
-            errors = [Problem(shown, f"the examples make a {size / 1e6:.1f} MB request; the limit is "
-                                     f"{MAX_PAYLOAD_BYTES / 1e6:.1f} MB",
+            errors = [Problem(shown, f"the examples make a {size / 2**20:.1f} MiB request; the limit is "
+                                     f"{MAX_PAYLOAD_BYTES / 2**20:g} MiB",
                               hint="use fewer or shorter examples")]
     if errors:
         raise DatasetError(errors)
