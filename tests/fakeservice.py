@@ -39,6 +39,7 @@ class Recorded:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: Any
+    at: float = 0.0  # time.monotonic() when received
 
 
 def error_body(code: int, status: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -110,6 +111,7 @@ class FakeService:
                     parse_qs(parts.query),
                     {k.lower(): v for k, v in h.headers.items()},
                     body,
+                    time.monotonic(),
                 )
             )
             fault = next(

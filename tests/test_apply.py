@@ -6,6 +6,7 @@ connections, a lost create answer, a job that ends FAILED, an interrupted apply 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -363,3 +364,99 @@ def test_missing_engine_extra_message(tmp_path, service):
     )
     assert proc.returncode == 1, proc.stderr
     assert "pip install 'tunespec[local]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_polling_starts_quick_and_backs_off(tmp_path, service):
+    service.steps_per_poll = 1
+    service.advance_on_model_get = False
+    spec = write_spec(tmp_path, service)
+    spec.write_text(spec.read_text().replace("epoch_count: 2", "epoch_count: 3"))  # 9 steps
+    assert run("apply", str(spec)).exit_code == 0
+    polls = [r.at for r in service.calls("GET", r"/operations/op")]
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    assert len(gaps) >= 8
+    assert gaps[0] < 0.5  # quick at first ...
+    assert gaps[7] > 2 * gaps[0]  # ... then backing off (x1.5 per poll)
+
+
+def test_ctrl_c_leaves_the_job_running_and_a_rerun_attaches(tmp_path, service):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    service.steps_per_poll = 1
+    service.advance_on_model_get = False
+    spec = write_spec(tmp_path, service)
+    spec.write_text(spec.read_text().replace("epoch_count: 2", "epoch_count: 50"))
+    env = {**__import__("os").environ, "CI": "true"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunespec.cli", "apply", str(spec)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not service.calls("GET", r"/operations/op") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "keep their place on the service" in err and "Traceback" not in err
+    (name,) = service.models
+    assert service.models[name]["state"] == "CREATING"
+    service.steps_per_poll = 50
+    again = run("apply", str(spec))
+    assert again.exit_code == 0, again.output
+    assert "already tuning; attaching" in again.stderr
+    assert len(service.calls("POST", r"tunedModels$")) == 1
+
+
+def test_fail_fast_stops_the_other_jobs(tmp_path, service):
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    service.fail_models = ("adoomed",)
+    write_spec(jobs, service, name="adoomed")
+    write_spec(jobs, service, name="bfine")
+    result = run("apply", str(jobs), "--fail-fast", "--json")
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 1
+    by_job = {j["job"]: j for j in doc["jobs"]}
+    assert "not started" in by_job["bfine"]["error"]
+    assert not [m for m in service.models if "bfine" in m]
+    junit = ET.parse(tmp_path / "reports" / "junit.xml").getroot()
+    assert junit.find(".//testsuite[@name='bfine']/testcase/skipped") is not None
+
+
+def test_progress_bar_on_a_terminal_and_plain_lines_otherwise():
+    import io
+    import time
+
+    from tunespec.apply import Progress, Reporter
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Terminal()
+    reporter = Reporter(tty, env={"TERM": "xterm"})
+    assert reporter.rich
+    reporter.progress("job", Progress(step=10, total=10, percent=100.0, epoch=3, loss=0.25), time.monotonic())
+    reporter.close()
+    assert "step 10/10" in tty.getvalue() and "loss 0.2500" in tty.getvalue() and "ETA" in tty.getvalue()
+    for env in ({"TERM": "xterm", "CI": "true"}, {"TERM": "xterm", "NO_COLOR": "1"}):
+        plain = Terminal()
+        reporter = Reporter(plain, env=env)
+        assert not reporter.rich
+        reporter.progress(
+            "job", Progress(step=5, total=10, percent=50.0, epoch=1, loss=0.5), time.monotonic() - 4
+        )
+        assert plain.getvalue().startswith(
+            "job: tuning  50.0% step 5/10 epoch 1 loss 0.5000 (elapsed 4s, ETA 4s)"
+        )
+        assert "\x1b[" not in plain.getvalue()
+    quiet = Terminal()
+    Reporter(quiet, progress=False, env={"TERM": "xterm"}).progress("job", Progress(step=1, total=2), 0)
+    assert quiet.getvalue() == ""

@@ -264,3 +264,13 @@ def test_secrets_echoed_by_the_service_are_redacted(service):
         client.list_models()
     assert "AIza-secret-key" not in str(err.value) and "***" in str(err.value)
     assert retried and not any("AIza" in r for r in retried)
+
+
+def test_passwords_in_a_target_url_stay_out_of_messages(service):
+    url = service.url.replace("http://", "http://user:hunter2@")
+    service.faults.append(Fault("GET", "models$", 500, times=9))
+    client = TuningClient(url, timeout=5, max_retries=1, sleep=Sleeps())
+    with pytest.raises(ApiError) as err:
+        client.list_models()
+    assert "hunter2" not in str(err.value) and "127.0.0.1" in str(err.value)
+    assert service.requests[-1].headers["authorization"].startswith("Basic ")

@@ -612,12 +612,15 @@ def run_plan(
 
     def one(index: int, job: JobPlan) -> None:
         if stop.is_set():
-            results[index] = JobResult(
+            skipped = JobResult(
                 plan=job,
                 action=job.action,
                 exit_code=EXIT_SERVICE,
                 error=Stopped(f"{job.spec.name}: not started (another job failed and --fail-fast is set)"),
             )
+            skipped.report = build_report(job, skipped, targets)
+            skipped.report["skipped"] = True
+            results[index] = skipped
             return
         results[index] = runner.run(job)
         if fail_fast and results[index].exit_code != EXIT_OK:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -144,7 +145,8 @@ class TuningClient:
     ) -> dict[str, Any]:
         """One call, retried while transient; returns the JSON body (`{}` when empty)."""
         url = f"{self.base_url}/{path.lstrip('/')}"
-        where = f"{method} {url}"
+        shown = f"{self.shown_url}/{path.lstrip('/')}"
+        where = f"{method} {shown}"
         waited = 0.0
         attempt = 0
         while True:
@@ -164,9 +166,10 @@ class TuningClient:
                 if attempt >= self.max_retries or waited + delay > self.max_retry_wait:
                     raise ApiError(
                         f"{where}: {kind} after {attempt + 1} attempts ({type(exc).__name__}); "
-                        f"check that the service at {self.base_url} is running and reachable, then run again",
+                        f"check that the service at {self.shown_url} is running and reachable, "
+                        "then run again",
                         method=method,
-                        url=url,
+                        url=shown,
                     ) from None
                 self._retry(f"{where}: {kind}; retrying in {delay:.1f}s", delay)
                 waited += delay
@@ -183,7 +186,7 @@ class TuningClient:
                         "that is not JSON; check that the target URL points at a tuning service",
                         http_status=response.status_code,
                         method=method,
-                        url=url,
+                        url=shown,
                     ) from None
             try:
                 payload = response.json()
@@ -199,7 +202,7 @@ class TuningClient:
                     waited += delay
                     attempt += 1
                     continue
-            raise self._error(response, payload, method, url)
+            raise self._error(response, payload, method, shown)
 
     def _retry(self, message: str, delay: float) -> None:
         self.retries += 1
@@ -228,6 +231,14 @@ class TuningClient:
         text = f"HTTP {code}{' ' + status if status else ''} from {method} {url}: {message or '(no message)'}"
         text = self.auth.redact(f"{text} -> {next_step}")
         return ApiError(text, http_status=code, status=status, method=method, url=url)
+
+    @property
+    def shown_url(self) -> str:
+        """The base URL without any user:password part, for messages."""
+        parts = urlsplit(self.base_url)
+        if not (parts.username or parts.password):
+            return self.base_url
+        return parts._replace(netloc=f"{parts.hostname}{f':{parts.port}' if parts.port else ''}").geturl()
 
     # ---- models -----------------------------------------------------------------------------------
 

@@ -146,7 +146,7 @@ def junit_suite(report: Mapping[str, Any]) -> ET.Element:
     """One <testsuite> for a job: a <testcase> per prompt; failures and service errors kept apart."""
     job = report["job"]["name"]
     suite = ET.Element("testsuite", name=job, timestamp=report.get("generated_at", now_rfc3339()))
-    cases = failures = errors = 0
+    cases = failures = errors = skipped = 0
     total = 0.0
     ev = report.get("evaluation")
     if report.get("error") and not ev:
@@ -158,6 +158,9 @@ def junit_suite(report: Mapping[str, Any]) -> ET.Element:
             time=f"{(report.get('timings') or {}).get('total_s', 0):.3f}",
         )
         kind = "failure" if report.get("exit_code") == 3 else "error"
+        if report.get("skipped"):
+            kind = "skipped"
+            skipped += 1
         ET.SubElement(
             case, kind, message=str(report["error"])[:1000], type=report.get("error_type") or "Error"
         )
@@ -198,7 +201,7 @@ def junit_suite(report: Mapping[str, Any]) -> ET.Element:
     suite.set("tests", str(cases))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
-    suite.set("skipped", "0")
+    suite.set("skipped", str(skipped))
     suite.set("time", f"{total:.3f}")
     return suite
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tunespec.auth import Auth, engine_auth, google_auth
 from tunespec.client import DEFAULT_TIMEOUT, TuningClient
@@ -94,7 +95,14 @@ class Target:
 
     def describe(self) -> dict[str, str]:
         """For reports and output: never carries secrets."""
-        return {"name": self.name, "url": self.url, "auth": self.auth.describe()}
+        parts = urlsplit(self.url)
+        url = (
+            parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+            if parts.username or parts.password
+            else self.url
+        )
+        name = url if self.name == self.url else self.name
+        return {"name": name, "url": url, "auth": self.auth.describe()}
 
 
 class Targets:
