@@ -460,3 +460,30 @@ def test_progress_bar_on_a_terminal_and_plain_lines_otherwise():
     quiet = Terminal()
     Reporter(quiet, progress=False, env={"TERM": "xterm"}).progress("job", Progress(step=1, total=2), 0)
     assert quiet.getvalue() == ""
+
+
+def test_library_calls(tmp_path, service):
+    import io
+
+    import tunespec
+
+    spec = write_spec(tmp_path, service)
+    plan = tunespec.plan(str(spec))
+    assert [j.action for j in plan.jobs] == ["create"] and plan.has_changes
+    stream = io.StringIO()
+    result = tunespec.apply(spec, stream=stream, progress=False)
+    assert result.ok and result.exit_code == 0
+    job = result.jobs[0]
+    assert job.submitted and job.state == "ACTIVE" and job.pass_rate == pytest.approx(2 / 3)
+    assert set(job.reports) == {"json", "markdown", "junit", "png"}
+    assert "submitted tunedModels/tiny-" in stream.getvalue()
+    assert tunespec.plan([spec]).has_changes is False
+    below = tunespec.apply(spec, stream=io.StringIO(), quiet=True, env={"TUNESPEC_TARGET": ""})
+    assert below.ok
+    from tunespec.errors import EvaluationBelowThreshold
+
+    spec.write_text(spec.read_text().replace("threshold: 0.5", "threshold: 0.9"))
+    failing = tunespec.apply(str(spec), quiet=True)
+    assert failing.exit_code == 3
+    with pytest.raises(EvaluationBelowThreshold):
+        failing.raise_for_errors()

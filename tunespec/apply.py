@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -762,3 +763,13 @@ __all__ = [
     "summary_table",
     "worst_exit_code",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """Importing `tunespec.apply` (this module) must not break the `tunespec.apply(...)` library call."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ApplyResult:
+        return apply_specs(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -97,7 +97,7 @@ def plan_command(
                 _err(f"error: {job.error}")
         for item in plan.invalid:
             _err(f"invalid: {item.error}")
-        pending = sum(j.pending for j in plan.jobs)
+        pending = sum(j.pending and not j.error for j in plan.jobs)
         _err(
             f"Plan: {pending} of {len(plan.jobs)} job(s) to apply"
             + (f", {len(plan.invalid)} invalid spec(s)" if plan.invalid else "")

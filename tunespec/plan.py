@@ -11,6 +11,8 @@ import base64
 import hashlib
 import json
 import re
+import sys
+import types
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -324,3 +326,13 @@ def plan_specs(
     finally:
         if own:
             targets.close()
+
+
+class _CallableModule(types.ModuleType):
+    """Importing `tunespec.plan` (this module) must not break the `tunespec.plan(...)` library call."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Plan:
+        return plan_specs(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
