@@ -487,3 +487,16 @@ def test_library_calls(tmp_path, service):
     assert failing.exit_code == 3
     with pytest.raises(EvaluationBelowThreshold):
         failing.raise_for_errors()
+
+
+def test_compare_base_reports_the_delta(tmp_path, service):
+    spec = write_spec(tmp_path, service)
+    spec.write_text(spec.read_text().replace("  threshold: 0.5\n", "  threshold: 0.5\n  compare_base: true\n"))
+    result = run("apply", str(spec))
+    assert result.exit_code == 0, result.output
+    assert service.calls("POST", r"^/v1beta3/models/text-bison-001:generateText$")
+    report = json.loads((tmp_path / "reports" / "tiny" / "report.json").read_text())
+    assert report["base_evaluation"]["pass_rate"] == 0.0
+    assert report["delta"] == pytest.approx(2 / 3)
+    assert "base model 0%, delta +67 points" in (tmp_path / "reports" / "tiny" / "report.md").read_text()
+    assert "base model 0%" in result.stderr
