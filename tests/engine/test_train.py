@@ -118,6 +118,13 @@ def test_periodic_checkpoints_while_training(base, tmp_path):
     assert seen[:11] == [0, 0, 0, 0, 0, 5, 5, 5, 5, 5, 10]
 
 
+def test_time_based_checkpoints(base, tmp_path):
+    seen: list[int] = []
+    train(quick(base), tmp_path, lambda step, *_: seen.append(checkpoint_step(tmp_path)), lambda: False,
+          checkpoint_every_s=0.0)
+    assert seen[1] == 1 and seen[-1] > 1  # the first right away, later ones spaced by their cost
+
+
 def test_a_checkpoint_of_another_job_is_refused_with_its_path(base, tmp_path):
     with pytest.raises(TrainingStopped):
         run(quick(base), tmp_path, stop_after=3)

@@ -33,6 +33,7 @@ LORA_RANK, LORA_ALPHA = 8, 16
 CLIP_NORM = 1.0
 MAX_TRAIN_TOKENS = 4096  # per example, even for models with longer contexts
 CHECKPOINT = "checkpoint"
+CHECKPOINT_SHARE = 20  # wait at least 20x as long as the last checkpoint took to write
 MODEL = "model"
 
 
@@ -84,11 +85,13 @@ def checkpoint_step(work_dir: Path) -> int:
 
 def train(req: TrainRequest, work_dir: Path, on_step: Callable[[int, int, float], None],
           should_stop: Callable[[], bool], *, checkpoint_every_s: float = 2.0,
-          checkpoint_every_steps: int = 50) -> Path:
+          checkpoint_every_steps: int | None = None) -> Path:
     """Tune `req` in `work_dir`, resuming from its checkpoint; return the final model dir.
 
-    Calls on_step(step, epoch, mean_loss) after every step. Raises TrainingStopped (after writing a
-    checkpoint) when should_stop() returns true, ValueError for an invalid request.
+    Calls on_step(step, epoch, mean_loss) after every step. Checkpoints every `checkpoint_every_s`
+    seconds of training (but never spending more than 1/CHECKPOINT_SHARE of the time on writing
+    them) and, if given, every `checkpoint_every_steps` steps. Raises TrainingStopped (after writing
+    a checkpoint) when should_stop() returns true, ValueError for an invalid request.
     """
     import torch
 
@@ -118,7 +121,7 @@ def train(req: TrainRequest, work_dir: Path, on_step: Callable[[int, int, float]
     step = _load_checkpoint(work_dir, model, optimizer, fingerprint)
 
     model.train()
-    saved_step, saved_at = step, time.monotonic()
+    saved_step, saved_at, interval = step, time.monotonic(), checkpoint_every_s
     while step < total:
         if should_stop():
             _save_checkpoint(work_dir, named, optimizer, step, total, fingerprint)
@@ -139,10 +142,12 @@ def train(req: TrainRequest, work_dir: Path, on_step: Callable[[int, int, float]
             raise RuntimeError(f"training diverged at step {step}: the loss is {mean_loss}; "
                                "lower the learning rate")
         on_step(step, epoch_of(step, batch, n), mean_loss)
-        if step < total and (step - saved_step >= checkpoint_every_steps
-                             or time.monotonic() - saved_at >= checkpoint_every_s):
+        if step < total and (time.monotonic() - saved_at >= interval or (
+                checkpoint_every_steps and step - saved_step >= checkpoint_every_steps)):
+            began = time.monotonic()
             _save_checkpoint(work_dir, named, optimizer, step, total, fingerprint)
             saved_step, saved_at = step, time.monotonic()
+            interval = max(checkpoint_every_s, CHECKPOINT_SHARE * (saved_at - began))
 
     _save_model(final, model, tokenizer, method, base_dir, total, req)
     for leftover in (work_dir / CHECKPOINT, work_dir / f"{CHECKPOINT}.old"):
