@@ -242,3 +242,16 @@ def test_registered_hugging_face_dir_tunes_and_generates(hf_dir, tmp_path, metho
 def test_model_dir_marker_is_json(memorised):
     meta = json.loads((memorised / "tunespec.json").read_text())
     assert meta["kind"] == "full" and meta["tokenizer"] == "bytes" and meta["steps"] == 375
+
+
+def test_auto_method_picks_lora_above_200m_parameters(tmp_path):
+    from tunespec.engine import train as train_module
+
+    (tmp_path / "config.json").write_text('{"dtype": "bfloat16"}')
+    with open(tmp_path / "model.safetensors", "wb") as f:
+        f.truncate(500_000_000)  # sparse: 250M bf16 parameters, no disk used
+    params = train_module._estimate_params(tmp_path)
+    assert params == 250_000_000
+    assert train_module._resolve_method("auto", params) == "lora"
+    assert train_module._resolve_method(None, 558_208) == "full"
+    assert train_module._resolve_method("full", params) == "full"

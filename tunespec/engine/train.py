@@ -171,7 +171,8 @@ def _validate(req: TrainRequest) -> None:
 
 def _estimate_params(model_dir: Path) -> int:
     """Parameter count from the weight files' sizes (before loading anything)."""
-    size = sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin") for f in model_dir.glob(pattern))
+    files = list(model_dir.glob("*.safetensors")) or list(model_dir.glob("*.bin"))
+    size = sum(f.stat().st_size for f in files)
     try:
         config = json.loads((model_dir / "config.json").read_text())
     except (OSError, ValueError):
