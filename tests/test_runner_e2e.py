@@ -154,3 +154,43 @@ def test_eval_without_a_model_and_below_threshold(tmp_path, engine):
     below = tunespec("apply", str(spec), cwd=tmp_path, env=env)
     assert below.returncode == 3, below.stderr
     assert "below the threshold 80%" in below.stderr
+
+
+def test_interrupted_apply_on_the_local_engine_attaches_on_rerun(tmp_path):
+    """Ctrl-C during the wait stops this process (and its in-process engine); the rerun attaches."""
+    import signal
+    import time
+
+    spec = quick_copy(tmp_path, epochs=40, name="interrupted")
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "CI": "true",
+        "TUNESPEC_ENGINE_DIR": str(tmp_path / "engine"),
+        "TUNESPEC_ENGINE_URL": "",
+        "TUNESPEC_TARGET": "",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunespec.cli", "apply", str(spec)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        lines.append(line)
+        if "tuning" in line and "step" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, "".join(lines) + rest
+    assert "keep their place on the service" in rest
+    second = tunespec("apply", str(spec), "--json", cwd=tmp_path, env=env)
+    assert second.returncode == 0, second.stderr
+    job = json.loads(second.stdout)["jobs"][0]
+    assert job["attached"] is True and job["submitted"] is False and job["state"] == "ACTIVE"
+    assert "already tuning; attaching" in second.stderr
