@@ -172,6 +172,8 @@ def test_candidate_count_sampling_and_seeds(memorised):
     assert generate(memorised, "4", seed=7, **sampled) == first
     greedy = generate(memorised, "3", max_output_tokens=16, **{**GREEDY, "candidate_count": 2})
     assert greedy == ["4", "4"]
+    nucleus_of_one = {**sampled, "top_p": 0.0, "candidate_count": 3}
+    assert generate(memorised, "3", seed=1, **nucleus_of_one) == ["4", "4", "4"]
     with pytest.raises(ValueError, match="candidate_count must be between 1 and 8"):
         generate(memorised, "4", seed=7, **{**sampled, "candidate_count": 9})
 

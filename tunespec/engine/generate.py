@@ -102,7 +102,7 @@ def generate(model_dir: Path, prompt: str, *, temperature: float, top_p: float, 
     config = GenerationConfig(
         max_new_tokens=max_new, do_sample=sample, num_return_sequences=candidate_count if sample else 1,
         eos_token_id=fmt.eos, pad_token_id=fmt.pad,
-        **({"temperature": temperature, "top_p": top_p or 1.0, "top_k": top_k} if sample else {}),
+        **({"temperature": temperature, "top_p": top_p, "top_k": top_k} if sample else {}),
     )
     stops = [s for s in stop_sequences if s]
     criteria = _stop_criteria(tokenizer, stops, len(ids)) if stops else None
