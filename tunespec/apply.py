@@ -458,11 +458,11 @@ class Runner:
         if ev is None or not ev.prompts:
             return
         t0 = time.monotonic()
-        result.evaluation = evaluate(client, job.name, ev)
+        result.evaluation = evaluate(client, job.name, ev, temperature=job.spec.temperature)
         if ev.compare_base:
             base = job.spec.source_model or base_model_of(job.spec) or (result.model or {}).get("baseModel")
             if base:
-                result.base_evaluation = evaluate(client, base, ev)
+                result.base_evaluation = evaluate(client, base, ev, temperature=job.spec.temperature)
         result.timings["eval_s"] = time.monotonic() - t0
         r = result.evaluation
         text = (
