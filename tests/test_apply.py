@@ -491,7 +491,8 @@ def test_library_calls(tmp_path, service):
 
 def test_compare_base_reports_the_delta(tmp_path, service):
     spec = write_spec(tmp_path, service)
-    spec.write_text(spec.read_text().replace("  threshold: 0.5\n", "  threshold: 0.5\n  compare_base: true\n"))
+    text = spec.read_text().replace("  threshold: 0.5\n", "  threshold: 0.5\n  compare_base: true\n")
+    spec.write_text(text)
     result = run("apply", str(spec))
     assert result.exit_code == 0, result.output
     assert service.calls("POST", r"^/v1beta3/models/text-bison-001:generateText$")
