@@ -24,6 +24,8 @@ def quick_copy(
 ) -> Path:
     """jobs/number-generator.yaml with fewer epochs (and a threshold the untrained-ish model meets)."""
     text = (ROOT / "jobs" / "number-generator.yaml").read_text()
+    for anchor in ("../examples/data/number-generator.csv", "epoch_count: 60", "threshold: 0.8"):
+        assert anchor in text, f"jobs/number-generator.yaml changed: {anchor!r} is gone"
     text = text.replace(
         "../examples/data/number-generator.csv", str(ROOT / "examples/data/number-generator.csv")
     )
