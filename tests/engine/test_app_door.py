@@ -41,7 +41,7 @@ def test_bad_token_files_are_refused(tmp_path: Path, content: str, fragment: str
     token_file.write_text(content)
     with pytest.raises(EngineStartError, match=fragment):
         start_background(tmp_path / "data", token_file=token_file)
-    with pytest.raises(EngineStartError, match="missing.txt"):
+    with pytest.raises(EngineStartError, match=r"missing\.txt"):
         start_background(tmp_path / "data", token_file=tmp_path / "missing.txt")
 
 

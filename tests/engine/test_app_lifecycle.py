@@ -99,7 +99,7 @@ def test_defaults_are_resolved_and_echoed(engine) -> None:
 def test_jobs_queue_in_order_and_api_stays_fast(engine) -> None:
     ops = [
         requests.post(
-            f"{engine.url}/v1beta3/tunedModels?tunedModelId=queued-{i}", json=create_body(epochs=20, batch=1)
+            f"{engine.url}/v1beta3/tunedModels?tunedModelId=queued-{i}", json=create_body(epochs=4, batch=1)
         ).json()
         for i in range(3)
     ]
