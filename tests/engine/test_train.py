@@ -257,3 +257,20 @@ def test_auto_method_picks_lora_above_200m_parameters(tmp_path):
     assert train_module._resolve_method("auto", params) == "lora"
     assert train_module._resolve_method(None, 558_208) == "full"
     assert train_module._resolve_method("full", params) == "full"
+
+
+def test_a_model_dir_rewritten_in_place_is_reloaded(base, tmp_path):
+    import shutil
+
+    from tunespec.engine import generate as generation
+
+    first, _ = run(quick(base, epoch_count=1), tmp_path / "job")
+    generate(first, "3", max_output_tokens=4, **GREEDY)
+    loaded = generation._load(first)
+    assert generation._load(first) is loaded  # cached
+    shutil.rmtree(tmp_path / "job")  # the tuned model is deleted, the same id is tuned again
+    again, _ = run(quick(base, epoch_count=1, seed=5), tmp_path / "job")
+    assert again == first
+    reloaded = generation._load(again)
+    assert reloaded is not loaded
+    assert not reloaded.model.lm_head.weight.equal(loaded.model.lm_head.weight)

@@ -35,12 +35,13 @@ class _Loaded:
 def _load(model_dir: Path) -> _Loaded:
     import torch
 
-    key = str(Path(model_dir).expanduser().resolve())
+    path = Path(model_dir).expanduser().resolve()
+    key = f"{path}:{_signature(path)}"  # a dir rewritten in place (an id reused) is loaded anew
     with _load_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-        source = modelio.check_model_dir(Path(key))
+        source = modelio.check_model_dir(path)
         device = runtime.device()
         base_dir = modelio.check_model_dir(modelio.base_dir_of(source))
         dtype = torch.float32
@@ -58,6 +59,15 @@ def _load(model_dir: Path) -> _Loaded:
         while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
         return loaded
+
+
+def _signature(path: Path) -> str:
+    """Identity of the files in a model dir: the newest mtime and inode of its top-level files."""
+    try:
+        stats = [f.stat() for f in path.iterdir() if f.is_file()]
+    except OSError:
+        return "missing"
+    return ",".join(f"{s.st_ino}-{s.st_mtime_ns}" for s in sorted(stats, key=lambda s: s.st_ino))
 
 
 def _stop_criteria(tokenizer, stops: list[str], start: int):
