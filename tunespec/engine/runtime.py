@@ -19,9 +19,9 @@ def downloads_allowed() -> bool:
 
 def configure() -> None:
     """Keep transformers offline (unless opted in), quiet and free of telemetry."""
-    if not downloads_allowed():
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    offline = "0" if downloads_allowed() else "1"  # the explicit opt-in wins over an inherited setting
+    os.environ["HF_HUB_OFFLINE"] = offline
+    os.environ["TRANSFORMERS_OFFLINE"] = offline
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
