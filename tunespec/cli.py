@@ -136,6 +136,38 @@ def schema() -> None:
 
 # ---- engine command: serve (issue 3) --------------------------------------------------------------
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback needs --token-file.")
+@click.option("--port", default=8765, show_default=True, type=int, help="Port (0 picks a free one).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Where models, jobs and the database live "
+                   "[default: $TUNESPEC_ENGINE_DIR or ~/.local/share/tunespec/engine].")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="File of 'TOKEN [PROJECT]' lines; callers must present one as a bearer token or API key.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Tuning jobs trained at the same time.")
+@click.option("--model", "models", multiple=True, metavar="NAME=PATH",
+              help="Serve a local Hugging Face causal LM directory as base model NAME (repeatable).")
+def serve(host: str, port: int, data_dir: str | None, token_file: str | None, workers: int,
+          models: tuple[str, ...]) -> None:
+    """Run the local tuning engine: Google's tuning API (v1beta3, v1beta) on this machine."""
+    from pathlib import Path
+
+    extra: dict[str, Path] = {}
+    for item in models:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"expected NAME=PATH, got {item!r}", param_hint="--model")
+        extra[name if name.startswith("models/") else f"models/{name}"] = Path(path).expanduser().resolve()
+    try:
+        from tunespec.engine.server import serve as run_engine
+    except ImportError as exc:
+        raise click.ClickException(f"the local engine needs the 'local' extra "
+                                   f"(pip install 'tunespec[local]'): {exc}") from None
+    run_engine(data_dir, host=host, port=port, token_file=token_file, workers=workers, models=extra,
+               announce=lambda line: click.echo(line, err=True))
+
 # ---- runner commands: plan, apply, status, eval, list, delete (issue 4 / 5) ----------------------
 
 _TARGET_HELP = "Where to run: local, google or an http(s) URL (default: $TUNESPEC_TARGET, else the spec's)."
