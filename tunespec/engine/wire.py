@@ -101,9 +101,11 @@ def invalid(
 
 
 def _strip_trailing_commas(text: str) -> str:
+    """Drop commas that directly follow a value and precede `}` or `]` (outside strings)."""
     out: list[str] = []
     i, n = 0, len(text)
     in_str = False
+    last = ""  # the last significant character written outside strings
     while i < n:
         c = text[i]
         if in_str:
@@ -114,6 +116,7 @@ def _strip_trailing_commas(text: str) -> str:
                 continue
             if c == '"':
                 in_str = False
+                last = '"'
         elif c == '"':
             in_str = True
             out.append(c)
@@ -121,12 +124,15 @@ def _strip_trailing_commas(text: str) -> str:
             j = i + 1
             while j < n and text[j] in " \t\r\n":
                 j += 1
-            if j < n and text[j] in "}]":
+            if j < n and text[j] in "}]" and last and last not in "{[,:":
                 i += 1
                 continue
             out.append(c)
+            last = c
         else:
             out.append(c)
+            if c not in " \t\r\n":
+                last = c
         i += 1
     return "".join(out)
 
@@ -140,7 +146,10 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise invalid(f"Invalid JSON payload received. Request body is not UTF-8 ({exc.reason}).") from None
     try:
-        value = json.loads(_strip_trailing_commas(text))
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = json.loads(_strip_trailing_commas(text))
     except json.JSONDecodeError as exc:
         raise invalid(
             f"Invalid JSON payload received. {exc.msg} at line {exc.lineno} column {exc.colno}."

@@ -1,0 +1,158 @@
+"""Wire-format helpers, id derivation and the job queue's claim rules (no server, no training)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from tunespec.engine import ids
+from tunespec.engine.store import Store
+from tunespec.engine.wire import ApiException, Enum, Present, compact, parse_body, rfc3339, to_snake
+
+
+def test_trailing_commas_are_tolerated_but_garbage_is_not() -> None:
+    assert parse_body(b'{"a": {"b": 3, }, "c": [1, 2, ], "d": ",}",}') == {
+        "a": {"b": 3},
+        "c": [1, 2],
+        "d": ",}",
+    }
+    assert parse_body(b"  \n ") == {}
+    assert parse_body(b'{"s": "a \\" ,]"}') == {"s": 'a " ,]'}
+    for bad, fragment in [
+        (b"{,}", "line 1"),
+        (b"{'a': 1}", "Invalid JSON"),
+        (b"[]", "JSON object"),
+        (b"\xff\xfe", "UTF-8"),
+        (b'{"a": 1} x', "Invalid JSON"),
+    ]:
+        with pytest.raises(ApiException, match=fragment) as info:
+            parse_body(bad)
+        assert info.value.http_status == 400 and info.value.status == "INVALID_ARGUMENT"
+
+
+def test_requests_accept_snake_and_camel_mixed() -> None:
+    body = {
+        "display_name": "x",
+        "tuningTask": {
+            "training_data": {"examples": {"examples": [{"textInput": "1", "output": "2"}]}},
+            "hyperparameters": {"epochCount": 1, "batch_size": 2},
+        },
+    }
+    assert to_snake(body) == {
+        "display_name": "x",
+        "tuning_task": {
+            "training_data": {"examples": {"examples": [{"text_input": "1", "output": "2"}]}},
+            "hyperparameters": {"epoch_count": 1, "batch_size": 2},
+        },
+    }
+
+
+def test_responses_omit_defaults_and_encode_enums() -> None:
+    value = {
+        "a": None,
+        "b": "",
+        "c": [],
+        "d": {},
+        "e": False,
+        "f": 0,
+        "g": {"h": None},
+        "state": Enum("ACTIVE", 2),
+        "out": Present(""),
+        "done": True,
+    }
+    assert compact(value) == {"f": 0, "state": "ACTIVE", "out": "", "done": True}
+    assert compact(value, int_enums=True)["state"] == 2
+
+
+def test_timestamps_are_rfc3339_utc() -> None:
+    ns = 1_695_153_385_999_303_123
+    assert rfc3339(ns) == "2023-09-19T19:56:25.999303Z"
+    assert rfc3339(ns, 9) == "2023-09-19T19:56:25.999303123Z"
+    assert rfc3339(None) is None
+
+
+@pytest.mark.parametrize(
+    ("display", "prefix"),
+    [
+        ("number generator model", "number-generator-model-"),
+        ("my display name 81", "my-display-name-81-"),
+        ("test_number_generator", "testnumbergenerator-"),
+        ("number generator", "number-generator-"),
+    ],
+)
+def test_ids_follow_googles_observed_derivation(display: str, prefix: str) -> None:
+    tid = ids.tuned_model_id(display)
+    assert tid.startswith(prefix) and re.fullmatch(r"[a-z0-9]{12}", tid[len(prefix) :])
+    assert ids.valid_tuned_model_id(tid)
+
+
+@pytest.mark.parametrize("display", ["", "   ", "!!!", "9 lives", "x" * 40, "Ünïcode wörds 2024"])
+def test_ids_are_always_valid(display: str) -> None:
+    tid = ids.tuned_model_id(display)
+    assert ids.valid_tuned_model_id(tid) and len(tid) <= 40, tid
+    assert re.fullmatch(r"[a-z0-9]{12}", ids.operation_id())
+
+
+def _row(model_id: str, seq_project: str = "p") -> dict:
+    return {
+        "id": model_id,
+        "project": seq_project,
+        "api_version": "v1beta3",
+        "op_id": "op",
+        "base_model": "m",
+        "state": "CREATING",
+        "create_ns": 1,
+        "update_ns": 1,
+        "epoch_count": 1,
+        "batch_size": 1,
+        "effective_learning_rate": 0.001,
+        "tuning_method": "auto",
+        "example_count": 1,
+        "total_steps": 1,
+        "examples": [["a", "b"]],
+    }
+
+
+def test_claims_are_exclusive_and_in_order(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    for i in range(4):
+        store.insert_model(_row(f"job-{i}"))
+    got: list[str] = []
+    lock = threading.Lock()
+
+    def claim(owner: str) -> None:
+        s = Store(tmp_path)
+        while (job := s.claim_next(owner, is_dead=lambda _: False)) is not None:
+            with lock:
+                got.append(job["id"])
+
+    threads = [threading.Thread(target=claim, args=(f"host:{n}:0",)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == [f"job-{i}" for i in range(4)]  # each job claimed exactly once
+    assert Store(tmp_path).claim_next("late:1:0", is_dead=lambda _: False) is None
+
+
+def test_dead_owner_jobs_are_reclaimed_then_given_up(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.insert_model(_row("crashy"))
+    for attempt in range(3):
+        job = store.claim_next(f"h:{attempt}:0", is_dead=lambda _: True)
+        assert job is not None and job["attempts"] == attempt + 1
+    assert store.reap(5, is_dead=lambda _: True) == ["crashy"]
+    row = store.get_model("crashy")
+    assert row["state"] == "FAILED" and "interrupted 3 times" in row["error_message"]
+
+
+def test_cancel_of_a_queued_job_ends_it_at_once(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.insert_model(_row("waiting"))
+    assert store.request_cancel("waiting", 7, "Tuning was cancelled.") == "cancelled"
+    row = store.get_model("waiting")
+    assert (row["state"], row["error_code"]) == ("FAILED", 1)
+    assert store.request_cancel("waiting", 8, "again") == "done"
