@@ -98,16 +98,20 @@ def _client_url(host: str, port: int) -> str:
 
 
 class WorkerSupervisor:
-    """Keeps one worker child process alive (restarting it if it dies) until stopped."""
+    """Keeps `count` worker processes alive (restarting any that dies) until stopped.
+
+    Concurrency is one process per job: Hugging Face model loading is not thread-safe, and
+    separate processes keep one job's crash from taking the others down.
+    """
 
     def __init__(
-        self, data_dir: Path, *, concurrency: int, extra_models: Mapping[str, Path], log_path: Path | None
+        self, data_dir: Path, *, count: int, extra_models: Mapping[str, Path], log_path: Path | None
     ):
         self.data_dir = data_dir
-        self.concurrency = concurrency
+        self.count = max(1, count)
         self.extra = {k: str(v) for k, v in extra_models.items()}
         self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.procs: list[subprocess.Popen[bytes]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tunespec-worker-supervisor", daemon=True)
 
@@ -118,48 +122,56 @@ class WorkerSupervisor:
             "tunespec.engine.worker",
             "--data-dir",
             str(self.data_dir),
-            "--concurrency",
-            str(self.concurrency),
             "--models",
             json.dumps(self.extra),
             "--parent-pid",
             str(os.getpid()),
         ]
+        env = dict(os.environ)
+        if self.count > 1 and "OMP_NUM_THREADS" not in env:  # share the cores instead of oversubscribing
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.count))
         out: Any = None
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             out = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         try:
-            return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
         finally:
             if out is not None:
                 out.close()
 
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
     def start(self) -> None:
-        self.proc = self._spawn()
+        self.procs = [self._spawn() for _ in range(self.count)]
         self._thread.start()
 
     def _loop(self) -> None:
         delay = 0.5
         while not self._stop.wait(0.5):
-            if self.proc is not None and self.proc.poll() is not None and not self._stop.is_set():
-                log.warning("training worker exited with %s; restarting it", self.proc.returncode)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 10)
-                if not self._stop.is_set():
-                    self.proc = self._spawn()
+            for i, proc in enumerate(self.procs):
+                if proc.poll() is not None and not self._stop.is_set():
+                    log.warning("training worker exited with %s; restarting it", proc.returncode)
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 10)
+                    if not self._stop.is_set():
+                        self.procs[i] = self._spawn()
 
     def stop(self, timeout: float = 15) -> None:
         self._stop.set()
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        self._thread.join(timeout=2) if self._thread.is_alive() else None
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
 
 
 def _uvicorn_server(app: Any) -> Any:
@@ -192,9 +204,9 @@ class RunningEngine:
         self._supervisor = supervisor
 
     @property
-    def worker_pid(self) -> int | None:
-        proc = self._supervisor.proc if self._supervisor else None
-        return proc.pid if proc else None
+    def worker_pids(self) -> list[int]:
+        """The training worker processes (empty for an engine this object did not start)."""
+        return self._supervisor.pids if self._supervisor else []
 
     def stop(self) -> None:
         if not self.owned:
@@ -251,7 +263,7 @@ def start_background(
             raise EngineStartError(f"the engine failed to start on {host}:{port}")
         time.sleep(0.01)
     supervisor = WorkerSupervisor(
-        data_dir, concurrency=workers, extra_models=models or {}, log_path=data_dir / "logs" / "worker.log"
+        data_dir, count=workers, extra_models=models or {}, log_path=data_dir / "logs" / "worker.log"
     )
     supervisor.start()
     return RunningEngine(
@@ -327,7 +339,7 @@ def serve(
     sock = _bind(host, port)
     port = sock.getsockname()[1]
     url = _client_url(host, port)
-    supervisor = WorkerSupervisor(data_dir, concurrency=workers, extra_models=models or {}, log_path=None)
+    supervisor = WorkerSupervisor(data_dir, count=workers, extra_models=models or {}, log_path=None)
     supervisor.start()
     engine_file = data_dir / ENGINE_FILE
     tmp = engine_file.with_suffix(f".{os.getpid()}.tmp")

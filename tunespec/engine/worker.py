@@ -1,13 +1,16 @@
 """The training worker: a separate process that runs queued tuning jobs from the store, in order.
 
-`python -m tunespec.engine.worker --data-dir DIR [--concurrency N] [--models JSON]`
+`python -m tunespec.engine.worker --data-dir DIR [--models JSON] [--parent-pid PID]`
 
-Each of N runner threads claims the oldest CREATING job (an atomic UPDATE with a lease, renewed
-by a heartbeat), trains it with tunespec.engine.train, writes one snapshot per step, and ends it
-ACTIVE or FAILED. A cancelled job ends FAILED with operation error code 1 (CANCELLED). On SIGTERM
-the running jobs checkpoint and go back to the queue; after a crash (SIGKILL) the next worker sees
-the dead owner, reclaims the job and resumes from its last checkpoint. A job that crashes its
-worker three times ends FAILED instead of looping. The worker exits when its parent process dies.
+The engine starts one such process per concurrent job (`tunespec serve --workers N`); Hugging
+Face model loading is not thread-safe, so `--concurrency` (runner threads in one process) stays 1
+unless every base model is loaded beforehand. A runner claims the oldest CREATING job (an atomic
+UPDATE with a lease, renewed by a heartbeat), trains it with tunespec.engine.train, writes one
+snapshot per step, and ends it ACTIVE or FAILED. A cancelled job ends FAILED with the operation
+error code 1 (CANCELLED). On SIGTERM a running job checkpoints and goes back to the queue; after a
+crash (SIGKILL) the next worker sees the dead owner, reclaims the job and resumes from its last
+checkpoint. A job that crashes its worker three times ends FAILED instead of looping. The worker
+exits when its parent process dies.
 """
 
 from __future__ import annotations
