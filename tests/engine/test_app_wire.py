@@ -144,6 +144,7 @@ def test_dead_owner_jobs_are_reclaimed_then_given_up(tmp_path: Path) -> None:
     for attempt in range(3):
         job = store.claim_next(f"h:{attempt}:0", is_dead=lambda _: True)
         assert job is not None and job["attempts"] == attempt + 1
+    assert store.claim_next("h:9:0", is_dead=lambda _: True) is None  # no fourth try
     assert store.reap(5, is_dead=lambda _: True) == ["crashy"]
     row = store.get_model("crashy")
     assert row["state"] == "FAILED" and "interrupted 3 times" in row["error_message"]

@@ -195,7 +195,8 @@ class Store:
         now = time.time()
         cur = self._conn().execute(
             "SELECT id, claimed_by, lease_until, attempts FROM tuned_models "
-            "WHERE state = 'CREATING' AND cancel_requested = 0 ORDER BY seq"
+            "WHERE state = 'CREATING' AND cancel_requested = 0 AND attempts < ? ORDER BY seq",
+            (MAX_ATTEMPTS,),  # jobs that crashed their worker that often are left to reap()
         )
         for r in cur.fetchall():
             held = r["claimed_by"]
