@@ -288,7 +288,8 @@ def delete(paths: tuple[str, ...], models: tuple[str, ...], target: str | None,
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: known failures become one line and their exit code."""
     try:
-        cli.main(args=argv, prog_name="tunespec", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="tunespec", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
