@@ -51,12 +51,11 @@ def test_sigkill_during_training_then_restart(tmp_path: Path) -> None:
         assert gen.status_code == 200 and "output" in gen.json()["candidates"][0]
 
         resumed = wait_done(url, long_op["name"], timeout=240)
-        if "error" in resumed:  # allowed, but then with a clear message
-            assert resumed["error"]["message"].startswith("Tuning failed")
-        else:
-            assert resumed["response"]["state"] == "ACTIVE"
-            steps = [s["step"] for s in resumed["metadata"]["snapshots"]]
-            assert steps == list(range(1, 181)), "one snapshot per step, none lost or repeated"
+        # the issue allows "resumes or ends FAILED with a clear error"; this engine resumes
+        assert "error" not in resumed, resumed["error"]
+        assert resumed["response"]["state"] == "ACTIVE"
+        steps = [s["step"] for s in resumed["metadata"]["snapshots"]]
+        assert steps == list(range(1, 181)), "one snapshot per step, none lost or repeated"
         assert wait_done(url, queued_op["name"])["response"]["state"] == "ACTIVE"
         states = {
             m["name"]: m["state"] for m in requests.get(f"{url}/v1beta3/tunedModels").json()["tunedModels"]
