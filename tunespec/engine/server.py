@@ -321,7 +321,14 @@ def serve(
     announce: Any = print,
 ) -> None:
     """Run the engine in the foreground until interrupted (`tunespec serve`)."""
-    from tunespec.engine.app import create_app
+    try:
+        import uvicorn  # noqa: F401
+
+        from tunespec.engine.app import create_app
+    except ModuleNotFoundError as exc:
+        raise EngineStartError(
+            f"the local engine needs the `local` extra ({exc.name} is missing): pip install 'tunespec[local]'"
+        ) from None
 
     data_dir = Path(data_dir).expanduser().resolve() if data_dir else default_data_dir()
     tokens = load_tokens(host, token_file)
