@@ -12,6 +12,7 @@ from tunespec.engine.train import (
     TrainingStopped,
     TrainRequest,
     checkpoint_step,
+    count_tokens,
     epoch_of,
     example_stream,
     generate,
@@ -274,3 +275,7 @@ def test_a_model_dir_rewritten_in_place_is_reloaded(base, tmp_path):
     reloaded = generation._load(again)
     assert reloaded is not loaded
     assert not reloaded.model.lm_head.weight.equal(loaded.model.lm_head.weight)
+
+
+def test_count_tokens_counts_bytes_for_the_builtin_model(base):
+    assert count_tokens(base, "héllo") == 6

@@ -125,6 +125,11 @@ def generate(model_dir: Path, prompt: str, *, temperature: float, top_p: float, 
     return texts if sample else texts * candidate_count
 
 
+def count_tokens(model_dir: Path, text: str) -> int:
+    """How many tokens `text` is for the model in `model_dir` (countTextTokens / countTokens)."""
+    return len(modelio.encode(_load(model_dir).tokenizer, text))
+
+
 def _finish(tokenizer, new_ids: list[int], eos: int, stops: list[str]) -> str:
     if eos in new_ids:
         new_ids = new_ids[: new_ids.index(eos)]

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunespec.engine import modelio, runtime
-from tunespec.engine.generate import generate
+from tunespec.engine.generate import count_tokens, generate
 
 runtime.configure()
 
 __all__ = [
-    "TrainRequest", "TrainingStopped", "checkpoint_step", "epoch_of", "generate", "total_steps", "train",
+    "TrainRequest", "TrainingStopped", "checkpoint_step", "count_tokens", "epoch_of", "generate",
+    "total_steps", "train",
 ]
 
 LORA_ABOVE_PARAMS = 200_000_000  # "auto" tunes bigger models with LoRA
