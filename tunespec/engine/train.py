@@ -320,12 +320,17 @@ def _save_model(final: Path, model, tokenizer, method: str, base_dir: Path, tota
     """The tuned model as safetensors (full weights, or the adapter naming its base), atomically."""
     tmp = final.with_name(f"{final.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    base_meta = modelio.read_meta(base_dir)
+    kind = method
+    if method == "lora" and "steps" in base_meta:
+        # The base is itself a tuned model, which can be deleted: keep merged, self-contained weights.
+        model, kind = model.merge_and_unload(), "full"
     model.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
-    meta = {"kind": method, "steps": total, "tokenizer": modelio.read_meta(base_dir).get("tokenizer", "auto"),
+    meta = {"kind": kind, "method": method, "steps": total, "tokenizer": base_meta.get("tokenizer", "auto"),
             "epoch_count": req.epoch_count, "batch_size": req.batch_size,
             "learning_rate": req.learning_rate, "seed": req.seed}
-    if method == "lora":
+    if kind == "lora":
         meta["base_dir"] = str(base_dir)
     modelio.write_meta(tmp, meta)
     (tmp / "README.md").unlink(missing_ok=True)  # peft's empty model card
