@@ -196,3 +196,14 @@ def test_interrupted_apply_on_the_local_engine_attaches_on_rerun(tmp_path):
     job = json.loads(second.stdout)["jobs"][0]
     assert job["attached"] is True and job["submitted"] is False and job["state"] == "ACTIVE"
     assert "already tuning; attaching" in second.stderr
+
+
+def test_tuning_method_reaches_the_local_engine(tmp_path, engine):
+    """`tuning_method: lora` in a spec makes the engine train a LoRA adapter (an engine-only field)."""
+    spec = quick_copy(tmp_path, epochs=1, name="lora-counter")
+    spec.write_text(spec.read_text().replace("base_model:", "tuning_method: lora\nbase_model:", 1))
+    result = tunespec("apply", str(spec), "--json", cwd=tmp_path, env={"TUNESPEC_ENGINE_URL": engine.url})
+    assert result.returncode == 0, result.stderr
+    model_id = json.loads(result.stdout)["jobs"][0]["tuned_model"].split("/", 1)[1]
+    meta = json.loads((Path(engine.data_dir) / "jobs" / model_id / "model" / "tunespec.json").read_text())
+    assert meta["kind"] == "lora", meta

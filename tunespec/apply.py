@@ -388,6 +388,9 @@ class Runner:
         from tunespec.request import render_request
 
         body = render_request(job.spec, job.examples)
+        if job.spec.tuning_method and job.target != "google":
+            # The local engine's extension field; Google's service has no such field and would reject it.
+            body["tuningMethod"] = job.spec.tuning_method
         try:
             operation = client.create_tuned_model(body, job.model_id)
         except ApiError as exc:
