@@ -100,7 +100,7 @@ def test_validate_json_shape(run: Run, project: Path):
     code, out, _ = run("validate", "--json", "jobs")
     assert code == 2
     doc = json.loads(out)
-    assert doc["schema_version"] == 1 and doc["valid"] is False
+    assert doc["schema_version"] == 1 and doc["kind"] == "tunespec.validate" and doc["valid"] is False
     bad, good = doc["files"]
     assert (bad["path"], bad["valid"], good["path"], good["valid"]) == (
         "jobs/number-generator.yaml", False, "jobs/other.yaml", True)

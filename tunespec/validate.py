@@ -2,7 +2,7 @@
 
 The `--json` shape is versioned (`schema_version`); fields are only ever added:
 
-    {"schema_version": 1, "valid": bool,
+    {"schema_version": 1, "kind": "tunespec.validate", "valid": bool,
      "files": [{"path": str, "valid": bool, "name": str | null,
                 "errors":   [{"file", "line", "column", "path", "message", "hint"}],
                 "warnings": [...same...],
@@ -91,6 +91,7 @@ def results_json(results: list[FileResult]) -> dict[str, Any]:
 
     return {
         "schema_version": JSON_SCHEMA_VERSION,
+        "kind": "tunespec.validate",
         "valid": all(r.valid for r in results),
         "files": [{"path": r.path, "valid": r.valid, "name": r.spec.name if r.spec else None,
                    "errors": [problem_json(p) for p in r.errors],
