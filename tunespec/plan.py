@@ -243,6 +243,7 @@ def identify(
 
 
 def check_unique_ids(jobs: list[JobPlan]) -> None:
+    """Before anything starts: no two jobs may share a tuned model (on one target) or a report dir."""
     seen: dict[str, JobPlan] = {}
     problems = []
     for job in jobs:
@@ -261,6 +262,20 @@ def check_unique_ids(jobs: list[JobPlan]) -> None:
             )
         else:
             seen[key] = job
+    dirs: dict[Path, JobPlan] = {}
+    for job in jobs:
+        other = dirs.setdefault(job.spec.report.dir, job)
+        if other is not job:
+            problems.append(
+                Problem(
+                    str(job.spec.path),
+                    f"job {job.spec.name!r} would write its reports to {job.spec.report.dir}, "
+                    f"like {other.spec.name!r} ({other.spec.path})",
+                    line=job.spec.lines.get("report.dir") or job.spec.lines.get("name"),
+                    key_path="report.dir",
+                    hint="give each job its own report dir; {name} in report.dir stands for the job's name",
+                )
+            )
     if problems:
         raise SpecError(problems)
 

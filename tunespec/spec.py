@@ -807,8 +807,9 @@ def _build(doc: _Doc, spec_path: Path, problems: _Problems, extends: tuple[Path,
     dataset = DatasetSpec(ds_path, ds.get("format"), ds.get("input_column", "text_input"),
                           ds.get("output_column", "output"), inline)
     rep = data.get("report", {})
-    report_dir = _file_of(doc, ("report", "dir"), rep["dir"]) if "dir" in rep else \
-        Path.cwd().resolve() / "reports" / data["name"]
+    # `{name}` lets one report dir setting (say in an `extends:` base) serve many jobs.
+    report_dir = _file_of(doc, ("report", "dir"), rep["dir"].replace("{name}", data["name"])) \
+        if "dir" in rep else Path.cwd().resolve() / "reports" / data["name"]
     formats = rep.get("formats", ReportSpec.__dataclass_fields__["formats"].default)
     report = ReportSpec(report_dir, tuple(formats))
     evaluation = None
