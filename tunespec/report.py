@@ -149,6 +149,16 @@ def junit_suite(report: Mapping[str, Any]) -> ET.Element:
     cases = failures = errors = skipped = 0
     total = 0.0
     ev = report.get("evaluation")
+    if not report.get("error") and not (ev or {}).get("prompts"):
+        # A job without evaluation prompts still shows up in a run's results, as one passed test.
+        ET.SubElement(
+            suite,
+            "testcase",
+            classname=job,
+            name="tuning",
+            time=f"{(report.get('timings') or {}).get('total_s', 0):.3f}",
+        )
+        cases += 1
     if report.get("error") and not ev:
         case = ET.SubElement(
             suite,
@@ -218,6 +228,9 @@ def invalid_suite(path: str, problems: Sequence[Any]) -> ET.Element:
         timestamp=now_rfc3339(),
     )
     case = ET.SubElement(suite, "testcase", classname=Path(path).stem, name="validate", file=str(path))
+    line = next((p.line for p in problems if getattr(p, "line", None)), None)
+    if line:
+        case.set("line", str(line))
     text = "\n".join(str(p) for p in problems)
     el = ET.SubElement(
         case, "error", message=text.splitlines()[0][:1000] if text else "invalid", type="SpecError"
