@@ -51,18 +51,15 @@ def _fail(exc: TunespecError, as_json: bool, kind: str) -> int:
 
 
 def annotate_invalid(invalid: Sequence[Any], env: Mapping[str, str] | None = None) -> None:
+    """With GITHUB_ACTIONS=true, each invalid spec's problems as workflow annotations (as `validate`)."""
+    from tunespec.validate import github_annotation
+
     env = os.environ if env is None else env
     if env.get("GITHUB_ACTIONS") != "true":
         return
     for item in invalid:
         for p in item.error.problems:
-            where = (
-                f"file={p.file}"
-                + (f",line={p.line}" if p.line else "")
-                + (f",col={p.column}" if p.column else "")
-            )
-            message = str(p).replace("%", "%25").replace("\n", "%0A")
-            _err(f"::error {where}::{message}")
+            _err(github_annotation(p))
 
 
 # ---- plan --------------------------------------------------------------------------------------
