@@ -199,7 +199,8 @@ def test_team_repository_validate_plan_apply_and_apply_again(repo, engine):
     for name in VALID:
         assert applied.stderr.count(f"{name}: submitted tunedModels/{name}-") == 1, applied.stderr
     assert f"broken.yaml:{BROKEN_LINE}" in applied.stderr
-    assert re.search(rf"^::error file=\S*broken\.yaml,line={BROKEN_LINE}\b", applied.stderr, re.M)
+    (validate_annotation,) = [x for x in annotated.stdout.splitlines() if x.startswith("::error")]
+    assert validate_annotation in applied.stderr.splitlines()
     assert re.search(
         rf"^::error file=\S*strict\.yaml,line={STRICT_PROMPT_LINE}\b.*::impossible", applied.stderr, re.M
     ), applied.stderr
@@ -225,10 +226,14 @@ def test_team_repository_validate_plan_apply_and_apply_again(repo, engine):
         "requested"
     ]["batch_size"] == 1
     junit = ET.parse(repo / "reports" / "junit.xml").getroot()
-    suites = {s.get("name") for s in junit.iter("testsuite")}
-    assert all(any(name in (s or "") for s in suites) for name in [*VALID, "broken"]), suites
-    text = (repo / "reports" / "junit.xml").read_text()
-    assert "broken.yaml" in text and f":{BROKEN_LINE}" in text
+    cases = {s.get("name"): s.findall("testcase") for s in junit.iter("testsuite")}
+    assert sorted(cases) == sorted([*VALID, "broken"]) and all(cases.values()), cases
+    assert [c.get("name") for c in cases["solo"]] == ["tuning"] and not list(cases["solo"][0])
+    (impossible,) = cases["strict"]
+    assert impossible.find("failure") is not None and impossible.get("line") == str(STRICT_PROMPT_LINE)
+    (invalid_case,) = cases["broken"]
+    assert invalid_case.get("file").endswith("broken.yaml") and invalid_case.get("line") == str(BROKEN_LINE)
+    assert "epoch_cout" in invalid_case.find("error").get("message")
 
     # A second apply trains nothing: no new model, no new operation.
     again = tunespec("apply", "jobs/", "--json", cwd=repo, env=env)
