@@ -139,7 +139,8 @@ def schema() -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; anything but loopback needs --token-file.")
-@click.option("--port", default=8765, show_default=True, type=int, help="Port (0 picks a free one).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
+              help="Port (0 picks a free one).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Where models, jobs and the database live "
                    "[default: $TUNESPEC_ENGINE_DIR or ~/.local/share/tunespec/engine].")

@@ -45,6 +45,20 @@ def default_data_dir() -> Path:
     return Path(base).expanduser() / "tunespec" / "engine"
 
 
+def prepare_data_dir(data_dir: Path) -> None:
+    """Create the data dir, or raise EngineStartError naming it when it cannot be used."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise EngineStartError(
+            f"{data_dir}: cannot use this directory as the engine's data dir ({exc.strerror or exc}); "
+            "pass --data-dir or set TUNESPEC_ENGINE_DIR to a writable directory"
+        ) from None
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -73,6 +87,8 @@ def load_tokens(host: str, token_file: Path | str | None) -> dict[str, str | Non
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    if not 0 <= port <= 65535:
+        raise EngineStartError(f"cannot listen on port {port}: a port is 0-65535 (0 picks a free one)")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -247,7 +263,7 @@ def start_background(
 
     data_dir = Path(data_dir).expanduser().resolve()
     tokens = load_tokens(host, token_file)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(data_dir)
     app = create_app(data_dir, tokens=tokens, extra_models=models)
     sock = _bind(host, port)
     port = sock.getsockname()[1]
@@ -332,7 +348,7 @@ def serve(
 
     data_dir = Path(data_dir).expanduser().resolve() if data_dir else default_data_dir()
     tokens = load_tokens(host, token_file)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(data_dir)
     other = live_engine(data_dir)
     if other is not None:
         raise EngineStartError(
