@@ -72,3 +72,17 @@ def test_apply_with_an_unusable_engine_dir(tmp_path: Path) -> None:
     assert proc.returncode == 2
     line = one_error_line(proc)
     assert str(blocker / "x") in line and "TUNESPEC_ENGINE_DIR" in line
+
+
+@pytest.mark.parametrize("url", ["not-a-url", "http://", "http://127.0.0.1:99999"])
+def test_engine_url_that_is_not_a_url(tmp_path: Path, url: str) -> None:
+    proc = tunespec("list", cwd=tmp_path, env={"TUNESPEC_ENGINE_URL": url})
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert "TUNESPEC_ENGINE_URL" in line and repr(url) in line
+
+
+def test_unknown_target_on_the_command_line_is_a_usage_error(tmp_path: Path) -> None:
+    proc = tunespec("list", "--target", "googel", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "unknown target 'googel'" in one_error_line(proc)

@@ -149,6 +149,14 @@ def test_unreachable_service_says_so():
         client.list_models()
 
 
+def test_an_unusable_url_is_one_line_and_not_retried():
+    sleeps = Sleeps()
+    client = TuningClient("not-a-url", timeout=1, sleep=sleeps)
+    with pytest.raises(ApiError, match=r"GET not-a-url/v1beta3/models: cannot send the request .*check the"):
+        client.list_models()
+    assert sleeps == []
+
+
 def test_operations_paths_per_dialect(service):
     v3 = make(service)
     op = v3.create_tuned_model(BODY, "a-job")

@@ -175,6 +175,13 @@ class TuningClient:
                 waited += delay
                 attempt += 1
                 continue
+            except requests.RequestException as exc:  # an unusable URL: retrying cannot help
+                raise ApiError(
+                    f"{where}: cannot send the request ({type(exc).__name__}: {exc}); "
+                    f"check the target URL {self.shown_url}",
+                    method=method,
+                    url=shown,
+                ) from None
             if response.status_code < 400:
                 if not response.content:
                     return {}

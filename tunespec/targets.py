@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from tunespec.auth import Auth, engine_auth, google_auth
 from tunespec.client import DEFAULT_TIMEOUT, TuningClient
-from tunespec.errors import TunespecError
+from tunespec.errors import EXIT_INVALID, TunespecError
 
 GOOGLE_URL = "https://generativelanguage.googleapis.com"
 TARGET_ENV = "TUNESPEC_TARGET"
@@ -40,14 +40,28 @@ class TargetError(TunespecError):
     """A target cannot be reached or started."""
 
 
+class TargetUsageError(TargetError):
+    """A target named on the command line, the environment or the spec is not a target at all."""
+
+    exit_code = EXIT_INVALID
+
+
+def _is_url(name: str) -> bool:
+    try:
+        parts = urlsplit(name)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # a malformed netloc or port
+        return False
+
+
 def target_name(
     spec_target: str | None = None, cli_target: str | None = None, env: Mapping[str, str] | None = None
 ) -> str:
     """`--target`, else $TUNESPEC_TARGET, else the spec's target, else `local`."""
     env = os.environ if env is None else env
     name = cli_target or env.get(TARGET_ENV) or spec_target or "local"
-    if name not in ("local", "google") and not name.startswith(("http://", "https://")):
-        raise TargetError(f"unknown target {name!r}: use `local`, `google` or an http(s):// URL")
+    if name not in ("local", "google") and not _is_url(name):
+        raise TargetUsageError(f"unknown target {name!r}: use `local`, `google` or an http(s):// URL")
     return name
 
 
@@ -137,6 +151,12 @@ class Targets:
         if name == "local":
             url = self.env.get(ENGINE_URL_ENV)
             if url:
+                if not _is_url(url):
+                    raise TargetUsageError(
+                        f"{ENGINE_URL_ENV}={url!r} is not an http(s):// URL; set it to the address "
+                        "`tunespec serve` prints (e.g. http://127.0.0.1:8765), or unset it to start "
+                        "the local engine in-process"
+                    )
                 return Target(name, url.rstrip("/"), engine_auth(self.env))
             engine = start_local_engine(self.engine_dir or default_engine_dir(self.env))
             return Target(name, engine.url, engine_auth({}), engine=engine)
