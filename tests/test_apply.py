@@ -462,6 +462,24 @@ def test_progress_bar_on_a_terminal_and_plain_lines_otherwise():
     assert quiet.getvalue() == ""
 
 
+def test_eta_of_an_attached_job_counts_only_the_steps_seen_by_this_run():
+    import io
+    import time
+
+    from tunespec.apply import Progress, Reporter
+
+    out = io.StringIO()
+    reporter = Reporter(out, env={"CI": "true"})
+    started = time.monotonic()
+    # attached at step 12 of 305: no ETA until a step has been seen to complete
+    reporter.progress("job", Progress(step=12, total=305, percent=3.9), started, from_step=12)
+    assert "ETA" not in out.getvalue()
+    # 10 steps in 10 seconds since attaching: 283 steps to go take about 283 s (not 10/22 s per step)
+    reporter.plain_every = 0
+    reporter.progress("job", Progress(step=22, total=305, percent=7.2), started - 10, from_step=12)
+    assert out.getvalue().splitlines()[-1].endswith("(elapsed 10s, ETA 283s)")
+
+
 def test_library_calls(tmp_path, service):
     import io
 

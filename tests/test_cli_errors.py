@@ -3,12 +3,17 @@ never a traceback. Each test runs the real console entry point in a subprocess."
 
 from __future__ import annotations
 
+import http.server
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.fakeservice import FakeService
 
 SPEC = """\
 name: tiny
@@ -86,3 +91,54 @@ def test_unknown_target_on_the_command_line_is_a_usage_error(tmp_path: Path) -> 
     proc = tunespec("list", "--target", "googel", cwd=tmp_path)
     assert proc.returncode == 2
     assert "unknown target 'googel'" in one_error_line(proc)
+
+
+@pytest.fixture
+def not_a_tuning_service() -> Iterator[str]:
+    """A real HTTP server that answers every request with an HTML page."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html>hello</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_status_does_not_claim_not_created_when_the_service_failed(
+    tmp_path: Path, not_a_tuning_service: str
+) -> None:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC.format(target=not_a_tuning_service))
+    proc = tunespec("status", str(spec), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "not created" not in proc.stdout
+    assert "unknown (error)" in proc.stdout
+    assert "not JSON" in one_error_line(proc)
+
+
+def test_eval_of_a_job_never_applied_says_to_apply_first(tmp_path: Path) -> None:
+    service = FakeService()
+    url = service.start()
+    try:
+        spec = tmp_path / "tiny.yaml"
+        spec.write_text(SPEC.format(target=url))
+        proc = tunespec("eval", str(spec), cwd=tmp_path)
+    finally:
+        service.stop()
+    assert proc.returncode == 1
+    assert "create ->" not in proc.stderr
+    line = one_error_line(proc)
+    assert "no ACTIVE model to evaluate" in line and f"tunespec apply {spec}" in line

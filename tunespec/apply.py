@@ -219,15 +219,18 @@ class Reporter:
             self._bars.start()
         return self._bars
 
-    def progress(self, job: str, p: Progress, started: float) -> None:
+    def progress(self, job: str, p: Progress, started: float, from_step: int = 0) -> None:
+        """Show P for JOB; `started` is when waiting began and `from_step` the step it began at."""
         if not self.show_progress or self.quiet:
             return
         detail = f"epoch {p.epoch}" + (f" loss {p.loss:.4f}" if p.loss is not None else "")
         if self.rich:
             with self._lock:
                 bars = self._rich_bars()
-                if job not in self._tasks:
-                    self._tasks[job] = bars.add_task(job, total=max(p.total, 1), detail=detail)
+                if job not in self._tasks:  # start at the current step: rich's ETA then counts this run only
+                    self._tasks[job] = bars.add_task(
+                        job, total=max(p.total, 1), completed=p.step, detail=detail
+                    )
                 bars.update(self._tasks[job], completed=p.step, total=max(p.total, 1), detail=detail)
             return
         now = time.monotonic()
@@ -240,8 +243,9 @@ class Reporter:
         self._last[job] = (now, p.step)
         elapsed = now - started
         eta = ""
-        if p.step and p.total and p.step < p.total:
-            eta = f", ETA {elapsed / p.step * (p.total - p.step):.0f}s"
+        if p.step > from_step and p.total and p.step < p.total:
+            # seconds per step as seen by this run: an attached job was already part-way at `started`
+            eta = f", ETA {elapsed / (p.step - from_step) * (p.total - p.step):.0f}s"
         self.message(
             f"{job}: tuning {p.percent:5.1f}% step {p.step}/{p.total} {detail} (elapsed {elapsed:.0f}s{eta})"
         )
@@ -416,6 +420,7 @@ class Runner:
         interval = self.poll_start
         total = predicted_total(job)
         last = Progress()
+        first: int | None = None  # the step the job was at when this run began watching it (ETA)
         while True:
             model: dict[str, Any] | None = None
             if operation is not None and operation.get("name"):
@@ -424,22 +429,25 @@ class Runner:
                 if operation.get("done"):
                     model = client.get_tuned_model(job.name)
                     last = _progress_of(meta, model, total)
-                    self.reporter.progress(name, last, started)
+                    first = last.step if first is None else first
+                    self.reporter.progress(name, last, started, first)
                     if operation.get("error"):
                         result.model, result.state = model, model.get("state", "")
                         raise _failed(job, operation["error"], model)
                     return model
                 last = _progress_of(meta, None, total)
+                first = last.step if first is None else first
             else:
                 model = client.get_tuned_model(job.name)
                 last = _progress_of({}, model, total)
+                first = last.step if first is None else first
                 if model.get("state") == "ACTIVE":
-                    self.reporter.progress(name, last, started)
+                    self.reporter.progress(name, last, started, first)
                     return model
                 if model.get("state") == "FAILED":
                     result.model, result.state = model, "FAILED"
                     raise _failed(job, None, model)
-            self.reporter.progress(name, last, started)
+            self.reporter.progress(name, last, started, first)
             if self.deadline is not None and time.monotonic() + interval > self.deadline:
                 raise JobFailedError(
                     f"{name}: timed out after {self.timeout:g}s waiting for {job.name} "
@@ -699,8 +707,8 @@ def apply_specs(
         for invalid in plan.invalid:
             reporter.message(f"invalid: {invalid.error}")
         for job in plan.jobs:
-            if job.action == ERROR:
-                continue
+            if job.action == ERROR or (not train and job.action != NOOP):
+                continue  # eval of a job without an ACTIVE model: the job's error says what to do
             reporter.message(f"{job.spec.name}: {job.label} -> {job.name}")
         results = run_plan(
             plan,

@@ -232,7 +232,8 @@ def status_command(paths: Sequence[str], *, target: str | None, project: str | N
         if e["total_steps"]:
             progress = f"{e['completed_percent']:.0f}% ({e['completed_steps']}/{e['total_steps']})"
         loss = "-" if e["last_loss"] is None else f"{e['last_loss']:.4f}"
-        rows.append((e["job"], e["tuned_model"], e["state"] or "not created", progress, loss))
+        state = e["state"] or ("unknown (error)" if e["error"] else "not created")
+        rows.append((e["job"], e["tuned_model"], state, progress, loss))
     for item in plan.invalid:
         rows.append((item.name, "-", "invalid", "-", "-"))
     click.echo(_table(rows))
