@@ -88,6 +88,35 @@ def test_graceful_stop_returns_the_job_to_the_queue(tmp_path: Path) -> None:
         second.stop()
 
 
+def test_sigterm_stops_serve_like_ctrl_c(tmp_path: Path) -> None:
+    """docker stop / systemd / kill: the workers are stopped and engine.json removed, not left behind."""
+    import signal
+
+    import psutil
+
+    data = tmp_path / "data"
+    serve = ServeProcess(data)
+    workers = serve.worker_pids()
+    assert workers
+    serve.proc.send_signal(signal.SIGTERM)
+    try:
+        assert serve.proc.wait(30) == 130
+    finally:
+        serve.stop()
+    assert not (data / "engine.json").exists()
+
+    def alive(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "the training worker outlived tunespec serve"
+        time.sleep(0.1)
+
+
 def _snapshot_count(data: Path, model_id: str) -> int:
     import sqlite3
 

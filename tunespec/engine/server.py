@@ -13,6 +13,7 @@ import ipaddress
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -385,6 +386,9 @@ def serve(
         + f"; {workers} training worker{'s' if workers != 1 else ''}). Ctrl-C stops it."
     )
     server = _uvicorn_server(app)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it; without a handler of ours that
+    # would end the process before the workers are stopped (checkpointing) and engine.json removed.
+    previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
     try:
         server.run(sockets=[sock])
     finally:
@@ -392,3 +396,14 @@ def serve(
         with contextlib.suppress(OSError, ValueError, KeyError):
             if json.loads(engine_file.read_text()).get("pid") == os.getpid():
                 engine_file.unlink()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM stops `tunespec serve` the way Ctrl-C does."""
+    raise KeyboardInterrupt
