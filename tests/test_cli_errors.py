@@ -142,3 +142,37 @@ def test_eval_of_a_job_never_applied_says_to_apply_first(tmp_path: Path) -> None
     assert "create ->" not in proc.stderr
     line = one_error_line(proc)
     assert "no ACTIVE model to evaluate" in line and f"tunespec apply {spec}" in line
+
+
+def test_sigterm_during_apply_says_how_to_attach(tmp_path: Path) -> None:
+    """A CI timeout sends SIGTERM: apply stops like Ctrl-C and says the job keeps its place."""
+    import signal
+
+    service = FakeService(steps_per_poll=1)
+    url = service.start()
+    try:
+        spec = tmp_path / "tiny.yaml"
+        spec.write_text(SPEC.format(target=url).replace("epoch_count: 1", "epoch_count: 1000"))
+        env = {**os.environ, "CI": "true", "NO_COLOR": "1"}
+        env.pop("GITHUB_STEP_SUMMARY", None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tunespec.cli", "apply", str(spec)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        seen = ""
+        while "submitted" not in seen:
+            line = proc.stderr.readline()
+            assert line, seen
+            seen += line
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=30)
+    finally:
+        service.stop()
+    assert proc.returncode == 130
+    assert "Traceback" not in rest
+    assert "run `tunespec apply` again to attach" in rest

@@ -286,8 +286,17 @@ def delete(paths: tuple[str, ...], models: tuple[str, ...], target: str | None,
 
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a CI timeout, docker stop) cleans up the way Ctrl-C does
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: known failures become one line and their exit code."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         code = cli.main(args=argv, prog_name="tunespec", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
