@@ -174,6 +174,13 @@ def test_init_scaffolds_a_valid_job_and_never_overwrites(run: Run, tmp_path: Pat
     assert code == 0 and "created jobs/sentiment.yaml" in out and "created data/sentiment.csv" in out
     spec = tmp_path / "jobs" / "sentiment.yaml"
     assert spec.read_text().startswith("# yaml-language-server: $schema=../schemas/tuning-job.schema.json\n")
+    # the $schema line resolves: editors find the schema next to the project's jobs/
+    schema_copy = tmp_path / "schemas" / "tuning-job.schema.json"
+    assert "created schemas/tuning-job.schema.json" in out
+    repo_schema = REPO / "schemas" / "tuning-job.schema.json"
+    assert json.loads(schema_copy.read_text()) == json.loads(repo_schema.read_text())
+    code, out, _ = run("init", "second")
+    assert code == 0 and "schemas/" not in out  # an existing schema file is left as it is
     code, out, err = run("validate", "jobs")
     assert code == 0 and "(20 examples)" in out and "warning" not in err
     spec.write_text("edited")

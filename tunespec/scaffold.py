@@ -13,7 +13,7 @@ MAX_NAME = 29
 
 
 def scaffold(name: str, root: str | Path = ".") -> list[Path]:
-    """Create ROOT/jobs/NAME.yaml and ROOT/data/NAME.csv; returns the paths written.
+    """Create ROOT/jobs/NAME.yaml, ROOT/data/NAME.csv and, when absent, the schema; returns the paths written.
 
     Raises SpecError (nothing written) when NAME is not a valid job name or a file exists.
     """
@@ -35,4 +35,11 @@ def scaffold(name: str, root: str | Path = ".") -> list[Path]:
     data_path.parent.mkdir(parents=True, exist_ok=True)
     data_path.write_bytes((templates / "sample.csv").read_bytes())
     spec_path.write_text(spec_text, "utf-8")
-    return [spec_path, data_path]
+    written = [spec_path, data_path]
+    # The spec's `$schema=../schemas/tuning-job.schema.json` line needs the file for editors to use it.
+    schema_path = root / "schemas" / "tuning-job.schema.json"
+    if not schema_path.exists():
+        schema_path.parent.mkdir(parents=True, exist_ok=True)
+        schema_path.write_bytes((resources.files("tunespec") / "schemas" / schema_path.name).read_bytes())
+        written.append(schema_path)
+    return written
