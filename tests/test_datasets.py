@@ -109,6 +109,16 @@ def test_ragged_rows(tmp_path: Path):
     problems = errors(path)
     assert [(p.key_path, p.line) for p in problems] == [("row 2", 3), ("row 3", 4)]
     assert "has 3 fields, the header (line 1) has 2" in problems[0].message
+    assert "has 1 field, the header (line 1) has 2" in problems[1].message
+
+
+def test_unclosed_quote_is_named_not_counted(tmp_path: Path):
+    path = tmp_path / "d.csv"
+    path.write_text('text_input,output\na,b\n"c,d\ne,f\ng,h\n', "utf-8")
+    (p,) = errors(path)
+    assert (p.key_path, p.line) == ("row 2", 3)
+    assert "running from line 3 to line 5" in p.message and "missing its closing quote" in p.message
+    assert "close the quote" in p.hint
 
 
 def test_duplicate_header_columns(tmp_path: Path):

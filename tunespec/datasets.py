@@ -226,8 +226,16 @@ def _csv_rows(text: str, dialect: str, log: ProblemLog, sink: _Sink | None = Non
                 number += 1
                 row = Row(number, start, dict(zip(header, record, strict=False)))
                 if len(record) != width:
+                    fields = f"{len(record)} field{'s' if len(record) != 1 else ''}"
+                    if consumed > start and len(record) < width:  # a quote opened and never closed
+                        log.add("ragged",
+                                f"has {fields} running from line {start} to line {consumed}: a quoted "
+                                "field is probably missing its closing quote",
+                                row=row, hint='close the quote; inside a quoted field write a quote as ""',
+                                summary="rows whose field count differs from the header")
+                        continue
                     log.add("ragged",
-                            f"has {len(record)} fields, the header (line {header_line}) has {width}",
+                            f"has {fields}, the header (line {header_line}) has {width}",
                             row=row, hint="quote fields that contain the delimiter",
                             summary="rows whose field count differs from the header")
                     continue
