@@ -157,6 +157,25 @@ def test_an_unusable_url_is_one_line_and_not_retried():
     assert sleeps == []
 
 
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [(None, "was not found"), ('{"type": "service_account"}', "Failed to load service account credentials")],
+)
+def test_unusable_application_credentials_file_is_named(tmp_path, monkeypatch, content, fragment):
+    key_file = tmp_path / "key.json"
+    if content is not None:
+        key_file.write_text(content)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
+    for name in ("GOOGLE_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ApiError) as info:
+        google_auth(env={})
+    message = str(info.value)
+    assert message.startswith(f"GOOGLE_APPLICATION_CREDENTIALS={key_file}: not usable")
+    assert fragment in message and "gcloud auth application-default login" in message
+    assert "\n" not in message
+
+
 def test_operations_paths_per_dialect(service):
     v3 = make(service)
     op = v3.create_tuned_model(BODY, "a-job")

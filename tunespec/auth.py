@@ -154,7 +154,17 @@ def google_auth(
 
         try:
             credentials, adc_project = google.auth.default(scopes=list(SCOPES))
-        except google.auth.exceptions.DefaultCredentialsError:
+        except google.auth.exceptions.DefaultCredentialsError as exc:
+            key_file = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+            if key_file:  # set, but unusable: say so rather than "no credentials found"
+                reason = "; ".join(str(a) for a in exc.args)
+                raise ApiError(
+                    f"GOOGLE_APPLICATION_CREDENTIALS={key_file}: not usable as Google credentials "
+                    f"({reason}); point it at a service-account or authorized-user JSON key file, or "
+                    "unset it and run `gcloud auth application-default login --scopes="
+                    + ",".join(SCOPES)
+                    + "`"
+                ) from None
             raise ApiError(
                 "no Google credentials found: set GOOGLE_API_KEY (or GEMINI_API_KEY), or run "
                 "`gcloud auth application-default login --scopes="
