@@ -462,6 +462,19 @@ def test_progress_bar_on_a_terminal_and_plain_lines_otherwise():
     assert quiet.getvalue() == ""
 
 
+def test_poll_interval_backs_off_but_not_past_the_expected_end():
+    from tunespec.apply import next_poll_interval
+
+    interval, seen = 0.2, []
+    for _ in range(12):
+        interval = next_poll_interval(interval, 10.0, None)
+        seen.append(interval)
+    assert seen[0] == pytest.approx(0.3) and seen == sorted(seen) and seen[-1] == 10.0
+    assert next_poll_interval(10.0, 10.0, 3.0) == 3.0  # about 3 s left: look again then
+    assert next_poll_interval(10.0, 10.0, 0.1) == 1.0  # overdue: every second, not a busy loop
+    assert next_poll_interval(0.2, 10.0, 0.1) == pytest.approx(0.3)  # never faster than the back-off
+
+
 def test_eta_of_an_attached_job_counts_only_the_steps_seen_by_this_run():
     import io
     import time

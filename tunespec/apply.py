@@ -275,6 +275,18 @@ def _progress_of(meta: Mapping[str, Any], model: Mapping[str, Any] | None, total
     )
 
 
+def next_poll_interval(interval: float, cap: float, eta: float | None, near: float = 1.0) -> float:
+    """Back off by 1.5x up to `cap`, but do not sleep far past the job's expected end.
+
+    `eta` is the estimated seconds left; near the end polls come every `near` seconds at most, so a
+    finished job is noticed promptly instead of up to `cap` seconds late.
+    """
+    interval = min(cap, interval * 1.5)
+    if eta is not None:
+        interval = min(interval, max(near, eta))
+    return interval
+
+
 def predicted_total(job: JobPlan) -> int:
     hp = job.spec.hyperparameters
     if not hp.epoch_count or not hp.batch_size:
@@ -460,7 +472,13 @@ class Runner:
                     "set); run `tunespec apply` again to attach to it"
                 )
             self.sleep(interval)
-            interval = min(self.poll_cap, interval * 1.5)
+            done = last.step - (first or 0)
+            eta = (
+                (time.monotonic() - started) / done * (last.total - last.step)
+                if done > 0 and last.total > last.step
+                else None
+            )
+            interval = next_poll_interval(interval, self.poll_cap, eta)
 
     # -- evaluation --
 
