@@ -254,6 +254,13 @@ def test_inline_examples(workdir: Path):
 def test_yaml_syntax_error_is_located(workdir: Path):
     p = one(write(workdir, "name: demo\ndataset:\n  path: [unclosed\n"))
     assert p.file == "job.yaml" and p.line and p.line >= 3 and "invalid YAML" in p.message
+    assert p.hint == ""
+
+
+def test_tab_indentation_says_so(workdir: Path):
+    p = one(write(workdir, "name: demo\nhyperparameters:\n\tepoch_count: 3\n"))
+    assert (p.file, p.line) == ("job.yaml", 3) and "invalid YAML" in p.message
+    assert "not tabs" in p.hint
 
 
 def test_empty_file(workdir: Path):

@@ -223,7 +223,10 @@ def _parse(path: Path, shown: str, env: Mapping[str, str], problems: _Problems) 
         mark = exc.problem_mark or exc.context_mark
         loc = Loc(shown, path, mark.line + 1, mark.column + 1) if mark else top
         what = " ".join(filter(None, [exc.context, exc.problem]))
-        problems.at(loc, "", f"invalid YAML: {what}")
+        bad_line = text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else ""
+        tab = "\t" in bad_line[: len(bad_line) - len(bad_line.lstrip())]
+        hint = "YAML indents with spaces, not tabs: replace the tab" if tab else ""
+        problems.at(loc, "", f"invalid YAML: {what}", hint)
         return None
     except yaml.YAMLError as exc:
         problems.at(top, "", f"invalid YAML: {exc}")
