@@ -176,3 +176,20 @@ def test_sigterm_during_apply_says_how_to_attach(tmp_path: Path) -> None:
     assert proc.returncode == 130
     assert "Traceback" not in rest
     assert "run `tunespec apply` again to attach" in rest
+
+
+@pytest.mark.slow
+def test_a_base_model_the_target_lacks_names_the_spec_line(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from tunespec.engine.server import start_background
+
+    spec = tmp_path / "tiny.yaml"
+    text = SPEC.format(target="local").replace("target: local\n", "target: local\nbase_model: models/gpt-5\n")
+    spec.write_text(text)
+    with start_background(tmp_path / "engine") as engine:
+        proc = tunespec("apply", str(spec), cwd=tmp_path, env={"TUNESPEC_ENGINE_URL": engine.url})
+    assert proc.returncode == 1
+    line = one_error_line(proc)
+    assert line.startswith(f"error: {spec}:3: base_model: the local target has no model 'models/gpt-5'")
+    assert "models it can tune: " in line and "models/text-bison-001" in line
+    assert "tunespec list" not in line

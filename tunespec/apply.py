@@ -410,6 +410,8 @@ class Runner:
         try:
             operation = client.create_tuned_model(body, job.model_id)
         except ApiError as exc:
+            if exc.http_status == 404:
+                raise _no_such_model(client, job, exc) from None
             if exc.http_status != 409:
                 raise
             # Created by an earlier attempt whose answer was lost (or a concurrent apply): attach to it.
@@ -529,6 +531,36 @@ class Runner:
             self.reporter.message(f"{job.spec.name}: could not write reports to {job.spec.report.dir}: {exc}")
             if result.exit_code == EXIT_OK:
                 result.exit_code = EXIT_SERVICE
+
+
+def _no_such_model(client: TuningClient, job: JobPlan, exc: ApiError) -> ApiError:
+    """The service has no such base (or source) model: name the spec line and what it does have."""
+    spec = job.spec
+    key = "source_model" if spec.source_model else "base_model"
+    model = spec.source_model or base_model_of(spec)
+    line = spec.lines.get(key)
+    where = f"{spec.path}:{line}" if line else str(spec.path)
+    try:
+        names = [
+            m["name"]
+            for m in client.list_models()
+            if any(x.startswith("createTuned") for x in m.get("supportedGenerationMethods") or ())
+        ]
+    except (TunespecError, KeyError, TypeError):
+        names = []
+    hint = (
+        f"models it can tune: {', '.join(names)}" if names and key == "base_model"
+        else "`tunespec list` shows its tuned models" if key == "source_model"
+        else "check the name"
+    )
+    return ApiError(
+        f"{where}: {key}: the {job.target} target has no model {model!r} to tune ({hint}). "
+        f"The service said: {str(exc).split(' -> ')[0]}",
+        http_status=exc.http_status,
+        status=exc.status,
+        method=exc.method,
+        url=exc.url,
+    )
 
 
 def _escape(text: str) -> str:
