@@ -301,3 +301,19 @@ def test_passwords_in_a_target_url_stay_out_of_messages(service):
         client.list_models()
     assert "hunter2" not in str(err.value) and "127.0.0.1" in str(err.value)
     assert service.requests[-1].headers["authorization"].startswith("Basic ")
+
+
+def test_every_target_but_google_gets_the_project_header_and_a_client_per_project(service):
+    from tunespec.targets import Targets
+
+    with Targets(env={"GOOGLE_CLOUD_PROJECT": "env-project"}) as targets:
+        team = targets.client(service.url, "v1beta3", "team-x")
+        default = targets.client(service.url, "v1beta3")
+        assert team is not default and team is targets.client(service.url, "v1beta3", "team-x")
+        team.list_tuned_models()
+        assert service.requests[-1].headers["x-goog-user-project"] == "team-x"
+        default.list_tuned_models()
+        assert service.requests[-1].headers["x-goog-user-project"] == "env-project"
+    with Targets(env={}) as targets:
+        targets.client(service.url, "v1beta3").list_tuned_models()
+        assert "x-goog-user-project" not in service.requests[-1].headers

@@ -80,7 +80,9 @@ class TuningClient:
     """The REST calls tunespec needs, for one service (`base_url`) and one API dialect.
 
     `dialect` is "v1beta3" (PaLM: generateText) or "v1beta" (Gemini: generateContent). Operations of
-    v1beta3 jobs are read through `/v1/`, as Google serves them.
+    v1beta3 jobs are read through `/v1/`, as Google serves them. `project`, when set, is sent as
+    `x-goog-user-project` (the local engine scopes tuned models by it); credentials that carry their
+    own (Google ADC) take precedence.
     """
 
     def __init__(
@@ -96,8 +98,10 @@ class TuningClient:
         max_retry_wait: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
         on_retry: Callable[[str], None] | None = None,
+        project: str | None = None,
     ):
         self.base_url = base_url.rstrip("/")
+        self.project = project
         self.dialect = dialect
         self.auth = auth or Auth()
         self.timeout = timeout
@@ -150,7 +154,11 @@ class TuningClient:
         waited = 0.0
         attempt = 0
         while True:
-            headers = {"Content-Type": "application/json", **self.auth.headers()}
+            headers = {
+                "Content-Type": "application/json",
+                **({"x-goog-user-project": self.project} if self.project else {}),
+                **self.auth.headers(),
+            }
             try:
                 response = self._session().request(
                     method,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tunespec.auth import Auth, engine_auth, google_auth
+from tunespec.auth import PROJECT_ENV, Auth, engine_auth, google_auth
 from tunespec.client import DEFAULT_TIMEOUT, TuningClient
 from tunespec.errors import EXIT_INVALID, TunespecError
 
@@ -162,9 +162,20 @@ class Targets:
             return Target(name, engine.url, engine_auth({}), engine=engine)
         return Target(name, name.rstrip("/"), engine_auth(self.env))
 
+    def project(self, name: str, project: str | None = None) -> str | None:
+        """The project a client for target NAME sends: `project`, else $GOOGLE_CLOUD_PROJECT.
+
+        Google's credentials resolve theirs (see `google_auth`), so for `google` this is `project` as given.
+        """
+        return project if name == "google" else project or self.env.get(PROJECT_ENV) or None
+
     def client(self, name: str, dialect: str, project: str | None = None) -> TuningClient:
+        """One client per target, project and dialect; every target but Google's gets the project as
+        `x-goog-user-project` (the local engine scopes tuned models by it; Google's ADC credentials
+        send their own quota project, and an API key carries its project)."""
         target = self.target(name, project)
-        key = (name, project if name == "google" else None, dialect)
+        project = self.project(name, project)
+        key = (name, project, dialect)
         with self._lock:
             if key not in self._clients:
                 self._clients[key] = TuningClient(
@@ -173,6 +184,7 @@ class Targets:
                     auth=target.auth,
                     timeout=self.timeout,
                     on_retry=self.on_retry,
+                    project=None if name == "google" else project,
                 )
             return self._clients[key]
 
