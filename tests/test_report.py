@@ -33,3 +33,34 @@ def test_an_invalid_spec_case_names_its_file_and_line(tmp_path: Path):
     (case,) = invalid_suite(spec, problems).findall("testcase")
     assert (case.get("file"), case.get("line")) == (spec, "4")
     assert f"{spec}:4:3" in case.find("error").get("message")
+
+
+def summary(**extra) -> dict:
+    fields = {"tuned_model": "tunedModels/solo-abc", "fingerprint": "abc", "examples": 2, "timings": {},
+              "target": {"name": "http://127.0.0.1:1", "url": "http://127.0.0.1:1", "auth": "none"}}
+    return report(**{**fields, **extra})
+
+
+def test_markdown_names_a_url_target_once_and_a_named_one_with_its_address():
+    from tunespec.report import render_markdown
+
+    assert "| Target | http://127.0.0.1:1 |" in render_markdown(summary())
+    local = summary(target={"name": "local", "url": "http://127.0.0.1:8765", "auth": "none"})
+    assert "| Target | local (http://127.0.0.1:8765) |" in render_markdown(local)
+
+
+def test_markdown_shows_only_the_times_it_knows():
+    from tunespec.report import render_markdown
+
+    assert "| Time |" not in render_markdown(summary(error="unreachable", exit_code=1))
+    text = render_markdown(summary(timings={"total_s": 12.34, "train_s": 10.0}))
+    assert "| Time | total 12.3s, tuning 10.0s |" in text
+
+
+def test_markdown_hyperparameters_read_the_same_whoever_reported_them():
+    from tunespec.report import render_markdown
+
+    requested = summary(hyperparameters={"requested": {"epoch_count": 2, "batch_size": 1}, "resolved": {}})
+    resolved = summary(hyperparameters={"requested": {}, "resolved": {"epochCount": 2, "batchSize": 1}})
+    line = "| Hyperparameters | epoch_count=2, batch_size=1 |"
+    assert line in render_markdown(requested) and line in render_markdown(resolved)

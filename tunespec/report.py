@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -56,6 +57,17 @@ def _cell(text: Any, limit: int = 80) -> str:
     return text.replace("|", "\\|").replace("`", "'")
 
 
+def _target(target: Mapping[str, Any]) -> str:
+    """The target's name, and its URL when that says more (`local` -> its address)."""
+    name, url = target.get("name") or "", target.get("url") or ""
+    return f"{name} ({url})" if url and url != name else name or url or "-"
+
+
+def _snake(key: str) -> str:
+    """A hyperparameter in the spec's spelling (`epochCount` -> `epoch_count`), whoever reported it."""
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
+
+
 def render_markdown(report: Mapping[str, Any], *, png_name: str | None = "loss.png") -> str:
     job = report["job"]["name"]
     lines = [f"## tunespec: {job}", ""]
@@ -70,7 +82,7 @@ def render_markdown(report: Mapping[str, Any], *, png_name: str | None = "loss.p
         f"| State | {report.get('state') or '-'} |",
         f"| Action | {report.get('action_label', report.get('action'))} |",
         f"| Base model | `{report.get('source_model') or report.get('base_model')}` |",
-        f"| Target | {report['target']['name']} ({report['target']['url']}) |",
+        f"| Target | {_target(report['target'])} |",
         f"| Fingerprint | `{report['fingerprint']}` |",
         f"| Examples | {report.get('examples')} |",
     ]
@@ -80,12 +92,15 @@ def render_markdown(report: Mapping[str, Any], *, png_name: str | None = "loss.p
         or {}
     )
     if hp:
-        lines.append("| Hyperparameters | " + ", ".join(f"{k}={v}" for k, v in hp.items()) + " |")
+        lines.append("| Hyperparameters | " + ", ".join(f"{_snake(k)}={v}" for k, v in hp.items()) + " |")
     timings = report.get("timings") or {}
-    lines.append(
-        f"| Time | total {timings.get('total_s', 0):.1f}s, tuning {timings.get('train_s', 0):.1f}s, "
-        f"evaluation {timings.get('eval_s', 0):.1f}s |"
-    )
+    spent = [
+        f"{label} {timings[key]:.1f}s"
+        for key, label in (("total_s", "total"), ("train_s", "tuning"), ("eval_s", "evaluation"))
+        if timings.get(key) is not None
+    ]
+    if spent:
+        lines.append(f"| Time | {', '.join(spent)} |")
     if report.get("error"):
         lines += ["", f"**Error:** {_cell(report['error'], 2000)}"]
     points = losses(report)
