@@ -532,3 +532,29 @@ def test_compare_base_reports_the_delta(tmp_path, service):
     assert report["delta"] == pytest.approx(2 / 3)
     assert "base model 0%, delta +67 points" in (tmp_path / "reports" / "tiny" / "report.md").read_text()
     assert "base model 0%" in result.stderr
+
+
+def test_a_run_that_fails_before_tuning_replaces_the_report_and_drops_the_stale_loss_curve(tmp_path, service):
+    spec = write_spec(tmp_path, service)
+    assert run("apply", str(spec)).exit_code == 0
+    reports = tmp_path / "reports" / "tiny"
+    good = json.loads((reports / "report.json").read_text())
+    service.faults.append(
+        Fault("GET", r"tunedModels/", 403, times=99, body=error_body(403, "PERMISSION_DENIED", "no access"))
+    )
+    failed = run("apply", str(spec))
+    assert failed.exit_code == 1, failed.output
+    assert sorted(p.name for p in reports.iterdir()) == ["junit.xml", "report.json", "report.md"]
+    assert ET.parse(reports / "junit.xml").getroot().find(".//testcase/error") is not None  # CI still sees it
+    report = json.loads((reports / "report.json").read_text())
+    assert report["replaced"] == {
+        "generated_at": good["generated_at"], "exit_code": 0, "tuned_model": good["tuned_model"],
+        "removed": ["loss.png"],
+    }
+    md = (reports / "report.md").read_text()
+    assert "no access" in md and "![loss curve]" not in md and "| Time |" not in md
+    assert (
+        f"_This report replaces the previous one in this directory ({good['generated_at']}, ✅ passed, "
+        f"`{good['tuned_model']}`); removed what no longer applies: loss.png._"
+    ) in md
+    assert f"| Target | {service.url} |" in md

@@ -338,10 +338,11 @@ class Runner:
 
     def run(self, job: JobPlan) -> JobResult:
         result = JobResult(plan=job, action=job.action)
-        started = time.monotonic()
+        started: float | None = None  # a job the plan could not look up never starts: no time to tell
         try:
             if job.error:
                 raise job.error
+            started = time.monotonic()
             client = self.targets.client(job.target, job.dialect, job.project)
             model = self._tune(client, job, result)
             result.model = model
@@ -357,7 +358,8 @@ class Runner:
             result.error = exc
             result.exit_code = exc.exit_code
             result.state = result.state or job.state
-        result.timings["total_s"] = time.monotonic() - started
+        if started is not None:
+            result.timings["total_s"] = time.monotonic() - started
         if result.evaluation is not None and result.exit_code == EXIT_OK:
             if result.evaluation.errors:
                 result.exit_code = EXIT_SERVICE

@@ -19,6 +19,7 @@ from typing import Any
 REPORT_SCHEMA_VERSION = 1
 STEP_SUMMARY_LIMIT = 1024 * 1024
 SPARKS = "▁▂▃▄▅▆▇█"
+VERDICTS = {0: "✅ passed", 1: "❌ failed", 2: "❌ invalid", 3: "❌ below threshold"}
 FILES = {"json": "report.json", "markdown": "report.md", "junit": "junit.xml", "png": "loss.png"}
 
 
@@ -71,9 +72,7 @@ def _snake(key: str) -> str:
 def render_markdown(report: Mapping[str, Any], *, png_name: str | None = "loss.png") -> str:
     job = report["job"]["name"]
     lines = [f"## tunespec: {job}", ""]
-    verdict = {0: "✅ passed", 1: "❌ failed", 2: "❌ invalid", 3: "❌ below threshold"}.get(
-        report["exit_code"], ""
-    )
+    verdict = VERDICTS.get(report["exit_code"], "")
     lines += [
         "| | |",
         "|---|---|",
@@ -103,6 +102,25 @@ def render_markdown(report: Mapping[str, Any], *, png_name: str | None = "loss.p
         lines.append(f"| Time | {', '.join(spent)} |")
     if report.get("error"):
         lines += ["", f"**Error:** {_cell(report['error'], 2000)}"]
+    replaced = report.get("replaced")
+    if replaced is not None:
+        earlier = ", ".join(
+            part
+            for part in (
+                replaced.get("generated_at"),
+                VERDICTS.get(replaced.get("exit_code"), ""),
+                f"`{replaced['tuned_model']}`" if replaced.get("tuned_model") else "",
+            )
+            if part
+        )
+        removed = replaced.get("removed") or []
+        lines += [
+            "",
+            "_This report replaces the previous one in this directory"
+            + (f" ({earlier})" if earlier else "")
+            + (f"; removed what no longer applies: {', '.join(removed)}" if removed else "")
+            + "._",
+        ]
     points = losses(report)
     if points:
         lines += ["", "### Loss", ""]
@@ -308,14 +326,20 @@ def write_reports(
     """Write the requested formats into `directory`; returns {format: path}."""
     env = os.environ if env is None else env
     directory.mkdir(parents=True, exist_ok=True)
+    previous = previous_report(directory) if report.get("error") else None
+    # Files of an earlier run that this one does not rewrite would no longer match it: remove them.
+    keep = {f for f in formats if f in FILES and (f != "png" or losses(report))}
+    removed = []
+    for fmt, name in FILES.items():
+        if fmt not in keep and (directory / name).exists():
+            (directory / name).unlink()
+            removed.append(name)
+    if previous is not None:  # a failed run replaces a report: say so where the old one was read
+        report = {**report, "replaced": {**previous, "removed": removed}}
     written: dict[str, Path] = {}
-    png = None
-    if "png" in formats:
-        png = write_loss_png(report, directory / FILES["png"])
-        if png:
-            written["png"] = png
-        else:
-            (directory / FILES["png"]).unlink(missing_ok=True)
+    png = write_loss_png(report, directory / FILES["png"]) if "png" in keep else None
+    if png:
+        written["png"] = png
     if "json" in formats:
         path = directory / FILES["json"]
         path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -331,6 +355,19 @@ def write_reports(
         written["junit"] = path
     append_step_summary(render_markdown(report, png_name=None), env)
     return written
+
+
+def previous_report(directory: Path) -> dict[str, Any] | None:
+    """What the report in DIRECTORY says of the run that wrote it; None when there is none."""
+    try:
+        old = json.loads((directory / FILES["json"]).read_text(encoding="utf-8"))
+        return {
+            "generated_at": old.get("generated_at"),
+            "exit_code": old.get("exit_code"),
+            "tuned_model": old.get("tuned_model"),
+        }
+    except (OSError, ValueError, AttributeError):
+        return {} if any((directory / name).exists() for name in FILES.values()) else None
 
 
 def append_step_summary(markdown: str, env: Mapping[str, str] | None = None) -> None:
