@@ -405,6 +405,8 @@ def test_ctrl_c_leaves_the_job_running_and_a_rerun_attaches(tmp_path, service):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "keep their place on the service" in err and "Traceback" not in err
+    # one message, the last line: no blank line and "Aborted." after it
+    assert err.endswith("run `tunespec apply` again to attach to them.\n") and "Aborted" not in err
     (name,) = service.models
     assert service.models[name]["state"] == "CREATING"
     service.steps_per_poll = 50
@@ -558,3 +560,24 @@ def test_a_run_that_fails_before_tuning_replaces_the_report_and_drops_the_stale_
         f"`{good['tuned_model']}`); removed what no longer applies: loss.png._"
     ) in md
     assert f"| Target | {service.url} |" in md
+
+
+def test_status_and_plan_show_the_retries_they_ride_out(tmp_path, service):
+    spec = write_spec(tmp_path, service)
+    for command in ("status", "plan"):
+        service.faults += [Fault("GET", r"tunedModels/", 503, {"Retry-After": "0"}, times=2)]
+        result = run(command, str(spec))
+        assert result.exit_code == 0, result.output
+        assert result.stderr.count("retrying: GET ") == 2 and "HTTP 503" in result.stderr
+
+
+def test_paths_outside_the_working_directory_are_shown_absolute_or_as_given(tmp_path, service):
+    from tunespec.apply import shown_path
+
+    assert shown_path(tmp_path / "reports" / "x.md") == "reports/x.md"
+    assert shown_path(tmp_path.parent / "elsewhere.md") == str(tmp_path.parent / "elsewhere.md")
+    spec = write_spec(tmp_path, service, report="{dir: ../out/tiny}")
+    result = run("apply", str(spec), "--junit", "../out/run.xml")
+    assert result.exit_code == 0, result.output
+    assert str(tmp_path.parent / "out" / "tiny" / "report.md") in result.stdout and "../" not in result.stdout
+    assert "JUnit report for the run: ../out/run.xml\n" in result.stderr

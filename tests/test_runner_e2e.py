@@ -159,7 +159,8 @@ def test_eval_without_a_model_and_below_threshold(tmp_path, engine):
 
 
 def test_interrupted_apply_on_the_local_engine_attaches_on_rerun(tmp_path):
-    """Ctrl-C during the wait stops this process (and its in-process engine); the rerun attaches."""
+    """A timeout or Ctrl-C during the wait stops this process and its in-process engine (the job
+    pauses at a checkpoint); the rerun attaches and the job resumes."""
     import signal
     import time
 
@@ -172,6 +173,12 @@ def test_interrupted_apply_on_the_local_engine_attaches_on_rerun(tmp_path):
         "TUNESPEC_ENGINE_URL": "",
         "TUNESPEC_TARGET": "",
     }
+    # A --timeout stops the in-process engine too: the job pauses, and says so.
+    timed_out = tunespec("apply", str(spec), "--timeout", "2", cwd=tmp_path, env=env)
+    assert timed_out.returncode == 1, timed_out.stderr
+    assert "timed out after 2s" in timed_out.stderr and "keeps its place" not in timed_out.stderr
+    assert "the local engine stops with this run, so the tuning job pauses at its last checkpoint: " \
+        "run `tunespec apply` again to resume it" in timed_out.stderr
     proc = subprocess.Popen(
         [sys.executable, "-m", "tunespec.cli", "apply", str(spec)],
         cwd=tmp_path,
@@ -190,7 +197,11 @@ def test_interrupted_apply_on_the_local_engine_attaches_on_rerun(tmp_path):
     proc.send_signal(signal.SIGINT)
     rest = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130, "".join(lines) + rest
-    assert "keep their place on the service" in rest
+    assert (
+        "Interrupted: the local engine stops with this run, so its tuning jobs pause at their last "
+        "checkpoint; run `tunespec apply` again to resume them." in rest
+    )
+    assert "keep their place" not in rest and "Aborted" not in rest
     second = tunespec("apply", str(spec), "--json", cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr
     job = json.loads(second.stdout)["jobs"][0]

@@ -467,13 +467,12 @@ class Runner:
             if self.deadline is not None and time.monotonic() + interval > self.deadline:
                 raise JobFailedError(
                     f"{name}: timed out after {self.timeout:g}s waiting for {job.name} "
-                    f"(step {last.step}/{last.total or '?'}); the tuning job keeps its place on the service: "
-                    "run `tunespec apply` again to attach to it"
+                    f"(step {last.step}/{last.total or '?'}); {self._left_behind(job)}"
                 )
             if self.stop.is_set():
                 raise Stopped(
                     f"{name}: stopped waiting for {job.name} (another job failed and --fail-fast is "
-                    "set); run `tunespec apply` again to attach to it"
+                    f"set); {self._left_behind(job)}"
                 )
             self.sleep(interval)
             done = last.step - (first or 0)
@@ -483,6 +482,15 @@ class Runner:
                 else None
             )
             interval = next_poll_interval(interval, self.poll_cap, eta)
+
+    def _left_behind(self, job: JobPlan) -> str:
+        """What becomes of a job this run stops watching, and how to pick it up again."""
+        if self.targets.in_process(job.target, job.project):
+            return (
+                "the local engine stops with this run, so the tuning job pauses at its last checkpoint: "
+                "run `tunespec apply` again to resume it"
+            )
+        return "the tuning job keeps its place on the service: run `tunespec apply` again to attach to it"
 
     # -- evaluation --
 
@@ -706,14 +714,30 @@ def run_plan(
     except KeyboardInterrupt:
         stop.set()
         reporter.close()
-        reporter.message(
-            "Interrupted: tuning jobs already submitted keep their place on the service; "
-            "run `tunespec apply` again to attach to them."
-        )
+        reporter.message(interrupted_message(plan, targets))
         raise
     finally:
         reporter.close()
     return [results[i] for i in sorted(results)]
+
+
+def interrupted_message(plan: Plan, targets: Targets) -> str:
+    """What an interrupted run leaves behind: jobs keep running on a service; the in-process engine
+    stops with the run, so its jobs pause and resume on the next apply."""
+    local = [targets.in_process(j.target, j.project) for j in plan.jobs]
+    parts = []
+    if any(local):
+        parts.append(
+            "the local engine stops with this run, so its tuning jobs pause at their last checkpoint; "
+            "run `tunespec apply` again to resume them"
+        )
+    if not local or not all(local):
+        parts.append(
+            "tuning jobs already submitted "
+            + ("to other services " if any(local) else "")
+            + "keep their place on the service; run `tunespec apply` again to attach to them"
+        )
+    return "Interrupted: " + "; ".join(parts) + "."
 
 
 def combined_junit_path(results: list[JobResult], plan: Plan) -> Path | None:
@@ -798,22 +822,25 @@ def summary_table(result: ApplyResult) -> str:
                 j.state or "-",
                 rate,
                 str(j.exit_code),
-                _relative(report),
+                shown_path(report),
             )
         )
     for i in result.plan.invalid:
-        rows.append((i.name, "invalid", "-", "-", str(EXIT_INVALID), _relative(str(i.path))))
+        rows.append((i.name, "invalid", "-", "-", str(EXIT_INVALID), shown_path(str(i.path))))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
     )
 
 
-def _relative(path: str) -> str:
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """PATH relative to the working directory when it lies below it, else absolute (never `../..`)."""
+    absolute = os.path.abspath(path)
     try:
-        return os.path.relpath(path)
-    except ValueError:
-        return path
+        relative = os.path.relpath(absolute)
+    except ValueError:  # another drive
+        return absolute
+    return absolute if relative == os.pardir or relative.startswith(os.pardir + os.sep) else relative
 
 
 __all__ = [

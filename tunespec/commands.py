@@ -35,6 +35,10 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
     )
 
 
+def _retrying(message: str) -> None:
+    _err(f"retrying: {message}")
+
+
 def interactive(env: Mapping[str, str] | None = None) -> bool:
     """Whether we may ask the user something: stdin is a terminal and CI is not set."""
     env = os.environ if env is None else env
@@ -69,9 +73,11 @@ def plan_command(
     paths: Sequence[str], *, target: str | None, project: str | None, detailed_exitcode: bool, as_json: bool
 ) -> int:
     from tunespec.plan import plan_specs
+    from tunespec.targets import Targets
 
     try:
-        plan = plan_specs(list(paths), target=target, project=project)
+        with Targets(on_retry=_retrying) as targets:
+            plan = plan_specs(list(paths), target=target, project=project, targets=targets)
     except TunespecError as exc:
         return _fail(exc, as_json, "plan")
     annotate_invalid(plan.invalid)
@@ -125,7 +131,7 @@ def apply_command(
     as_json: bool,
     train: bool = True,
 ) -> int:
-    from tunespec.apply import apply_specs, summary_table
+    from tunespec.apply import apply_specs, shown_path, summary_table
 
     kind = "apply" if train else "eval"
     try:
@@ -143,6 +149,9 @@ def apply_command(
         )
     except TunespecError as exc:
         return _fail(exc, as_json, kind)
+    except KeyboardInterrupt:
+        # apply said what became of the submitted jobs; no "Aborted." after that
+        raise click.exceptions.Exit(130) from None
     annotate_invalid(result.plan.invalid)
     for job in result.jobs:
         if job.error:
@@ -154,7 +163,7 @@ def apply_command(
     else:
         click.echo(summary_table(result))
         if result.junit:
-            _err(f"JUnit report for the run: {os.path.relpath(result.junit)}")
+            _err(f"JUnit report for the run: {junit or shown_path(result.junit)}")
     return result.exit_code
 
 
@@ -168,7 +177,7 @@ def status_command(paths: Sequence[str], *, target: str | None, project: str | N
 
     jobs_out = []
     try:
-        with Targets() as targets:
+        with Targets(on_retry=_retrying) as targets:
             plan = make_plan(list(paths), targets, target=target, project=project)
             for job in plan.jobs:
                 entry: dict[str, Any] = {
@@ -256,7 +265,7 @@ def list_command(
 
     rows_out: list[dict[str, Any]] = []
     try:
-        with Targets() as targets:
+        with Targets(on_retry=_retrying) as targets:
             if paths:
                 plan = make_plan(list(paths), targets, target=target, project=project)
                 annotate_invalid(plan.invalid)
@@ -335,7 +344,7 @@ def delete_command(
         _err("error: name job specs (PATH...) or tuned models (--model tunedModels/ID)")
         return EXIT_INVALID
     try:
-        with Targets() as targets:
+        with Targets(on_retry=_retrying) as targets:
             doomed: list[tuple[Any, str]] = []
             if models:
                 client = targets.client(target_name(None, target), api_version or "v1beta3", project)

@@ -332,7 +332,8 @@ def plan_specs(
 ) -> Plan:
     """Plan job specs (paths, directories, globs or JobSpec values) against their targets; changes nothing.
 
-    `target` overrides every spec's target (like `--target`); `project` is the quota project for Google.
+    `target` overrides every spec's target (like `--target`); `project` is the project (Google's quota
+    project, the local engine's scope).
     """
     own = targets is None
     targets = targets or Targets(env=env)

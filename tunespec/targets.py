@@ -145,6 +145,12 @@ class Targets:
                 self._targets[key] = self._open(name, project)
             return self._targets[key]
 
+    def in_process(self, name: str, project: str | None = None) -> bool:
+        """Whether NAME is an engine this process started: it stops when the run ends, pausing its jobs."""
+        with self._lock:
+            target = self._targets.get((name, project if name == "google" else None))
+        return target is not None and target.engine is not None
+
     def _open(self, name: str, project: str | None) -> Target:
         if name == "google":
             return Target(name, GOOGLE_URL, google_auth(project, self.env))
