@@ -436,7 +436,7 @@ def test_progress_bar_on_a_terminal_and_plain_lines_otherwise():
     import io
     import time
 
-    from tunespec.apply import Progress, Reporter
+    from tunespec.progress import Progress, Reporter
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -465,7 +465,7 @@ def test_progress_bar_on_a_terminal_and_plain_lines_otherwise():
 
 
 def test_poll_interval_backs_off_but_not_past_the_expected_end():
-    from tunespec.apply import next_poll_interval
+    from tunespec.progress import next_poll_interval
 
     interval, seen = 0.2, []
     for _ in range(12):
@@ -481,7 +481,7 @@ def test_eta_of_an_attached_job_counts_only_the_steps_seen_by_this_run():
     import io
     import time
 
-    from tunespec.apply import Progress, Reporter
+    from tunespec.progress import Progress, Reporter
 
     out = io.StringIO()
     reporter = Reporter(out, env={"CI": "true"})
@@ -581,3 +581,12 @@ def test_paths_outside_the_working_directory_are_shown_absolute_or_as_given(tmp_
     assert result.exit_code == 0, result.output
     assert str(tmp_path.parent / "out" / "tiny" / "report.md") in result.stdout and "../" not in result.stdout
     assert "JUnit report for the run: ../out/run.xml\n" in result.stderr
+
+
+def test_eta_is_the_pace_seen_so_far_and_none_before_a_step_or_after_the_end():
+    from tunespec.progress import Progress, remaining_seconds
+
+    assert remaining_seconds(10.0, Progress(step=22, total=305), from_step=12) == pytest.approx(283.0)
+    assert remaining_seconds(10.0, Progress(step=12, total=305), from_step=12) is None
+    assert remaining_seconds(10.0, Progress(step=305, total=305)) is None
+    assert remaining_seconds(10.0, Progress(step=3, total=0)) is None

@@ -43,6 +43,7 @@ from tunespec.plan import (
     base_model_of,
     make_plan,
 )
+from tunespec.progress import Progress, Reporter, next_poll_interval, progress_of, remaining_seconds
 from tunespec.report import REPORT_SCHEMA_VERSION, now_rfc3339, write_combined_junit, write_reports
 from tunespec.targets import Targets
 
@@ -57,16 +58,6 @@ def worst_exit_code(codes: list[int]) -> int:
 
 class Stopped(TunespecError):
     """Waiting was abandoned (--fail-fast after another job failed)."""
-
-
-@dataclass
-class Progress:
-    step: int = 0
-    total: int = 0
-    percent: float = 0.0
-    epoch: int = 0
-    loss: float | None = None
-    state: str = ""
 
 
 @dataclass
@@ -154,137 +145,7 @@ class ApplyResult:
         }
 
 
-# ---- output -----------------------------------------------------------------------------------------
-
-
-def _plain_output(env: Mapping[str, str], stream: TextIO) -> bool:
-    return (
-        (not stream.isatty()) or bool(env.get("CI")) or bool(env.get("NO_COLOR")) or env.get("TERM") == "dumb"
-    )
-
-
-class Reporter:
-    """Progress lines and messages on stderr; a rich progress bar on a terminal, plain lines otherwise."""
-
-    def __init__(
-        self,
-        stream: TextIO | None = None,
-        *,
-        progress: bool | None = None,
-        env: Mapping[str, str] | None = None,
-        plain_every: float = 10.0,
-        quiet: bool = False,
-    ):
-        self.stream = stream or sys.stderr
-        env = os.environ if env is None else env
-        self.rich = progress is not False and not _plain_output(env, self.stream)
-        self.show_progress = progress is not False
-        self.plain_every = plain_every
-        self.quiet = quiet
-        self._lock = threading.Lock()
-        self._last: dict[str, tuple[float, int]] = {}
-        self._bars: Any = None
-        self._tasks: dict[str, Any] = {}
-        self._console: Any = None
-        if self.rich:
-            from rich.console import Console
-
-            self._console = Console(file=self.stream, highlight=False)
-
-    def message(self, text: str) -> None:
-        if self.quiet:
-            return
-        with self._lock:
-            if self._console is not None:
-                self._console.print(text, markup=False)
-            else:
-                print(text, file=self.stream, flush=True)
-
-    def _rich_bars(self) -> Any:
-        if self._bars is None:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self._bars = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.percentage:>5.1f}%"),
-                TextColumn("step {task.completed:.0f}/{task.total:.0f}"),
-                TextColumn("{task.fields[detail]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=self._console,
-                transient=False,
-            )
-            self._bars.start()
-        return self._bars
-
-    def progress(self, job: str, p: Progress, started: float, from_step: int = 0) -> None:
-        """Show P for JOB; `started` is when waiting began and `from_step` the step it began at."""
-        if not self.show_progress or self.quiet:
-            return
-        detail = f"epoch {p.epoch}" + (f" loss {p.loss:.4f}" if p.loss is not None else "")
-        if self.rich:
-            with self._lock:
-                bars = self._rich_bars()
-                if job not in self._tasks:  # start at the current step: rich's ETA then counts this run only
-                    self._tasks[job] = bars.add_task(
-                        job, total=max(p.total, 1), completed=p.step, detail=detail
-                    )
-                bars.update(self._tasks[job], completed=p.step, total=max(p.total, 1), detail=detail)
-            return
-        now = time.monotonic()
-        last_time, last_step = self._last.get(job, (0.0, -1))
-        finished = p.total and p.step >= p.total
-        if p.step == last_step or (
-            now - last_time < self.plain_every and not (finished and p.step != last_step) and last_step >= 0
-        ):
-            return
-        self._last[job] = (now, p.step)
-        elapsed = now - started
-        eta = ""
-        if p.step > from_step and p.total and p.step < p.total:
-            # seconds per step as seen by this run: an attached job was already part-way at `started`
-            eta = f", ETA {elapsed / (p.step - from_step) * (p.total - p.step):.0f}s"
-        self.message(
-            f"{job}: tuning {p.percent:5.1f}% step {p.step}/{p.total} {detail} (elapsed {elapsed:.0f}s{eta})"
-        )
-
-    def close(self) -> None:
-        if self._bars is not None:
-            self._bars.stop()
-            self._bars = None
-
-
 # ---- one job ----------------------------------------------------------------------------------------
-
-
-def _progress_of(meta: Mapping[str, Any], model: Mapping[str, Any] | None, total: int) -> Progress:
-    snaps = list(meta.get("snapshots") or ((model or {}).get("tuningTask") or {}).get("snapshots") or [])
-    last = snaps[-1] if snaps else {}
-    total = int(meta.get("totalSteps") or total or 0)
-    step = int(meta.get("completedSteps") or last.get("step") or 0)
-    percent = float(meta.get("completedPercent") or (100.0 * step / total if total else 0.0))
-    return Progress(
-        step=step,
-        total=total,
-        percent=percent,
-        epoch=int(last.get("epoch") or 0),
-        loss=last.get("meanLoss"),
-        state=(model or {}).get("state", ""),
-    )
-
-
-def next_poll_interval(interval: float, cap: float, eta: float | None, near: float = 1.0) -> float:
-    """Back off by 1.5x up to `cap`, but do not sleep far past the job's expected end.
-
-    `eta` is the estimated seconds left; near the end polls come every `near` seconds at most, so a
-    finished job is noticed promptly instead of up to `cap` seconds late.
-    """
-    interval = min(cap, interval * 1.5)
-    if eta is not None:
-        interval = min(interval, max(near, eta))
-    return interval
 
 
 def predicted_total(job: JobPlan) -> int:
@@ -444,18 +305,18 @@ class Runner:
                 meta = operation.get("metadata") or {}
                 if operation.get("done"):
                     model = client.get_tuned_model(job.name)
-                    last = _progress_of(meta, model, total)
+                    last = progress_of(meta, model, total)
                     first = last.step if first is None else first
                     self.reporter.progress(name, last, started, first)
                     if operation.get("error"):
                         result.model, result.state = model, model.get("state", "")
                         raise _failed(job, operation["error"], model)
                     return model
-                last = _progress_of(meta, None, total)
+                last = progress_of(meta, None, total)
                 first = last.step if first is None else first
             else:
                 model = client.get_tuned_model(job.name)
-                last = _progress_of({}, model, total)
+                last = progress_of({}, model, total)
                 first = last.step if first is None else first
                 if model.get("state") == "ACTIVE":
                     self.reporter.progress(name, last, started, first)
@@ -475,12 +336,7 @@ class Runner:
                     f"set); {self._left_behind(job)}"
                 )
             self.sleep(interval)
-            done = last.step - (first or 0)
-            eta = (
-                (time.monotonic() - started) / done * (last.total - last.step)
-                if done > 0 and last.total > last.step
-                else None
-            )
+            eta = remaining_seconds(time.monotonic() - started, last, first or 0)
             interval = next_poll_interval(interval, self.poll_cap, eta)
 
     def _left_behind(self, job: JobPlan) -> str:
@@ -848,8 +704,10 @@ __all__ = [
     "REPLACE",
     "ApplyResult",
     "JobResult",
+    "Progress",
     "Reporter",
     "apply_specs",
+    "next_poll_interval",
     "summary_table",
     "worst_exit_code",
 ]
