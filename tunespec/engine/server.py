@@ -71,7 +71,7 @@ def is_loopback(host: str) -> bool:
 
 def load_tokens(host: str, token_file: Path | str | None) -> dict[str, str | None] | None:
     """The door's rule: a non-loopback address needs a token file; returns its tokens (None: open)."""
-    from tunespec.engine.app import parse_token_file
+    from tunespec.engine.door import parse_token_file
 
     if token_file is None:
         if not is_loopback(host):

@@ -1,0 +1,479 @@
+"""Request validation: field names, types and ranges, answered as Google answers them.
+
+Unknown field names and values of the wrong type fail at once, like Google's JSON parser; range
+and consistency problems of a CreateTunedModel request are collected and answered together, one
+field violation each.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tunespec.engine import ids
+from tunespec.engine.wire import invalid, snake, to_snake
+
+MAX_DISPLAY_NAME = 40
+MAX_INPUT_CHARS = 40_000
+MAX_OUTPUT_CHARS = 5_000
+MAX_EPOCHS = 1000
+MAX_BATCH = 1024
+MAX_CANDIDATES = 8
+MAX_STOP_SEQUENCES = 5
+PATCHABLE = ("display_name", "description", "temperature", "top_p", "top_k")
+
+# ---- request schemas (snake_case field names; None = scalar, dict = message, [x] = repeated) ------
+_EXAMPLE = {"text_input": None, "output": None}
+_TUNED_MODEL = {
+    "name": None,
+    "base_model": None,
+    "display_name": None,
+    "description": None,
+    "temperature": None,
+    "top_p": None,
+    "top_k": None,
+    "state": None,
+    "create_time": None,
+    "update_time": None,
+    "tuned_model_source": {"tuned_model": None, "base_model": None},
+    "reader_project_numbers": None,
+    "tuning_method": None,  # engine extension: "full" | "lora"
+    "tuning_task": {
+        "start_time": None,
+        "complete_time": None,
+        "snapshots": None,
+        "training_data": {"examples": {"examples": [_EXAMPLE]}},
+        "hyperparameters": {
+            "epoch_count": None,
+            "batch_size": None,
+            "learning_rate": None,
+            "learning_rate_multiplier": None,
+        },
+    },
+}
+_SAMPLING = {
+    "temperature": None,
+    "top_p": None,
+    "top_k": None,
+    "candidate_count": None,
+    "max_output_tokens": None,
+    "stop_sequences": None,
+    "safety_settings": None,
+}
+_GENERATE_TEXT = {"prompt": {"text": None}, "model": None, **_SAMPLING}
+_GENERATE_CONTENT = {
+    "model": None,
+    "contents": [{"role": None, "parts": [{"text": None}]}],
+    "safety_settings": None,
+    "system_instruction": None,
+    "tools": None,
+    "tool_config": None,
+    "cached_content": None,
+    "generation_config": {
+        **_SAMPLING,
+        "response_mime_type": None,
+        "response_schema": None,
+        "presence_penalty": None,
+        "frequency_penalty": None,
+        "seed": None,
+        "response_logprobs": None,
+        "logprobs": None,
+    },
+}
+
+
+def _check_fields(value: Any, schema: Any, where: str) -> None:
+    """Google rejects unknown field names: `Unknown name "x" at 'where': Cannot find field.`"""
+    if isinstance(schema, list):
+        if isinstance(value, list):
+            for item in value:
+                _check_fields(item, schema[0], where)
+        return
+    if not isinstance(schema, dict) or not isinstance(value, dict):
+        return
+    for key, sub in value.items():
+        name = snake(key)
+        if name not in schema:
+            raise invalid(
+                f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field.",
+                f"{where}.{key}" if where else key,
+            )
+        _check_fields(sub, schema[name], f"{where}.{name}" if where else name)
+
+
+# ---- typed readers ---------------------------------------------------------------------------------
+
+
+def read_number(value: Any, field: str, kind: str = "TYPE_FLOAT") -> float | None:
+    """A finite number (JSON number or numeric string), or None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise invalid(f"Invalid value at '{field}' ({kind}), {value!r}", field)
+    try:
+        number = float(value)
+    except ValueError:
+        raise invalid(f"Invalid value at '{field}' ({kind}), \"{value}\"", field) from None
+    if math.isnan(number) or math.isinf(number):
+        raise invalid(f"Invalid value at '{field}' ({kind}), {value!r}", field)
+    return number
+
+
+def read_int(value: Any, field: str) -> int | None:
+    """A whole number, or None when absent."""
+    number = read_number(value, field, "TYPE_INT32")
+    if number is None:
+        return None
+    if number != int(number):
+        raise invalid(f"Invalid value at '{field}' (TYPE_INT32), {value!r}", field)
+    return int(number)
+
+
+def read_string(value: Any, field: str) -> str | None:
+    """A string, or None when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise invalid(f"Invalid value at '{field}' (TYPE_STRING), {value!r}", field)
+    return value
+
+
+def read_message(value: Any, field: str) -> dict[str, Any]:
+    """An object, or {} when absent."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid(f"Invalid value at '{field}': expected an object, got {value!r}", field)
+    return value
+
+
+# ---- sampling parameters ---------------------------------------------------------------------------
+
+
+def max_temperature(version: str) -> float:
+    """PaLM (v1beta3) temperatures stop at 1, Gemini's (v1beta) at 2."""
+    return 1.0 if version == "v1beta3" else 2.0
+
+
+def _sampling_problems(
+    temperature: float | None, top_p: float | None, top_k: int | None, max_temp: float
+) -> list[tuple[str, str]]:
+    """(field, message) for each of temperature, top_p, top_k out of its range."""
+    problems = []
+    if temperature is not None and not 0 <= temperature <= max_temp:
+        problems.append(("temperature", f"temperature must be in [0, {max_temp:g}] (got {temperature:g})"))
+    if top_p is not None and not 0 <= top_p <= 1:
+        problems.append(("top_p", f"top_p must be in [0, 1] (got {top_p:g})"))
+    if top_k is not None and top_k < 0:
+        problems.append(("top_k", f"top_k must be >= 0 (got {top_k})"))
+    return problems
+
+
+def sampling(params: Any, defaults: Mapping[str, Any], max_temp: float, where: str = "") -> dict[str, Any]:
+    """Sampling keyword arguments for generation from the message `where` ("" for the request itself).
+
+    `defaults` holds the model's temperature, top_p, top_k and output_limit.
+    """
+    params = read_message(params, where)
+    prefix = f"{where}." if where else ""
+
+    def p(f: str) -> str:
+        return f"{prefix}{f}"
+
+    temperature = read_number(params.get("temperature"), p("temperature"))
+    top_p = read_number(params.get("top_p"), p("top_p"))
+    top_k = read_int(params.get("top_k"), p("top_k"))
+    count = read_int(params.get("candidate_count"), p("candidate_count"))
+    max_out = read_int(params.get("max_output_tokens"), p("max_output_tokens"))
+    stops = params.get("stop_sequences") or []
+    for field, message in _sampling_problems(temperature, top_p, top_k, max_temp):
+        raise invalid(message, p(field))
+    if count is not None and not 1 <= count <= MAX_CANDIDATES:
+        raise invalid(
+            f"candidate_count must be between 1 and {MAX_CANDIDATES} (got {count})", p("candidate_count")
+        )
+    if max_out is not None and max_out < 1:
+        raise invalid(f"max_output_tokens must be >= 1 (got {max_out})", p("max_output_tokens"))
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise invalid("stop_sequences must be a list of strings", p("stop_sequences"))
+    if len(stops) > MAX_STOP_SEQUENCES:
+        raise invalid(
+            f"at most {MAX_STOP_SEQUENCES} stop_sequences are allowed (got {len(stops)})", p("stop_sequences")
+        )
+    return {
+        "temperature": temperature if temperature is not None else defaults["temperature"],
+        "top_p": top_p if top_p is not None else defaults["top_p"],
+        "top_k": top_k if top_k is not None else defaults["top_k"],
+        "candidate_count": count or 1,
+        "max_output_tokens": min(max_out or defaults["output_limit"], defaults["output_limit"]),
+        "stop_sequences": [s for s in stops if s],
+    }
+
+
+# ---- generation prompts ------------------------------------------------------------------------------
+
+
+def text_prompt(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A GenerateTextRequest -> (prompt text, the request with snake_case keys)."""
+    _check_fields(raw, _GENERATE_TEXT, "")
+    body = to_snake(raw)
+    prompt = read_message(body.get("prompt"), "prompt")
+    text = read_string(prompt.get("text"), "prompt.text")
+    if not text:
+        raise invalid("prompt.text is required", "prompt.text")
+    return text, body
+
+
+def content_prompt(raw: dict[str, Any], kind: str, name: str) -> tuple[str, dict[str, Any]]:
+    """A GenerateContentRequest to `kind/name` -> (its text parts joined, the request snake_cased)."""
+    _check_fields(raw, _GENERATE_CONTENT, "")
+    body = to_snake(raw)
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        raise invalid('contents is required: [{"parts": [{"text": ...}]}]', "contents")
+    texts = []
+    for i, c in enumerate(contents):
+        for j, part in enumerate(read_message(c, f"contents[{i}]").get("parts") or []):
+            t = read_string(
+                read_message(part, f"contents[{i}].parts[{j}]").get("text"), f"contents[{i}].parts[{j}].text"
+            )
+            if t is None:
+                raise invalid("only text parts are supported by tuned models", f"contents[{i}].parts[{j}]")
+            texts.append(t)
+    prompt = "\n".join(texts)
+    if not prompt:
+        raise invalid("contents holds no text", "contents")
+    if kind == "tunedModels" and body.get("system_instruction"):
+        raise invalid(f"Developer instruction is not enabled for tunedModels/{name}", "system_instruction")
+    if len(prompt) > MAX_INPUT_CHARS:
+        raise invalid(f"input is {len(prompt)} characters; the limit is {MAX_INPUT_CHARS}", "contents")
+    return prompt, body
+
+
+# ---- CreateTunedModel ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TuningRequest:
+    """A valid CreateTunedModel request; None where the caller left a value to the service."""
+
+    tuned_model_id: str | None
+    display_name: str
+    description: str
+    temperature: float | None
+    top_p: float | None
+    top_k: int | None
+    tuning_method: str | None
+    epoch_count: int | None
+    batch_size: int | None
+    learning_rate: float | None
+    learning_rate_multiplier: float | None
+    examples: list[tuple[str, str]]
+    source_model: str | None  # tuned_model_source.tuned_model, as given
+    base_model: str | None  # as given, with or without "models/"
+
+
+def tuning_request(raw: dict[str, Any], version: str, tuned_model_id: str | None) -> TuningRequest:
+    """Validate a CreateTunedModel body (and its `tunedModelId` query parameter) for API `version`."""
+    _check_fields(raw, _TUNED_MODEL, "tuned_model")
+    body = to_snake(raw)
+    violations: list[tuple[str, str]] = []
+
+    def bad(field: str, message: str) -> None:
+        violations.append((field, message))
+
+    if tuned_model_id is not None and not ids.valid_tuned_model_id(tuned_model_id):
+        bad(
+            "tuned_model_id",
+            f"tunedModelId {tuned_model_id!r} is invalid: it must match "
+            "[a-z]([a-z0-9-]{0,38}[a-z0-9])? (1-40 characters, lowercase letters, digits and '-', "
+            "starting with a letter)",
+        )
+    display_name = read_string(body.get("display_name"), "tuned_model.display_name") or ""
+    if len(display_name) > MAX_DISPLAY_NAME:
+        bad(
+            "tuned_model.display_name",
+            f"display_name must be at most {MAX_DISPLAY_NAME} characters (got {len(display_name)})",
+        )
+    description = read_string(body.get("description"), "tuned_model.description") or ""
+    temperature = read_number(body.get("temperature"), "tuned_model.temperature")
+    top_p = read_number(body.get("top_p"), "tuned_model.top_p")
+    top_k = read_int(body.get("top_k"), "tuned_model.top_k")
+    for field, message in _sampling_problems(temperature, top_p, top_k, max_temperature(version)):
+        bad(f"tuned_model.{field}", message)
+    method = read_string(body.get("tuning_method"), "tuned_model.tuning_method")
+    if method is not None and method not in ("full", "lora"):
+        bad("tuned_model.tuning_method", f"tuning_method must be 'full' or 'lora' (got {method!r})")
+
+    task = read_message(body.get("tuning_task"), "tuned_model.tuning_task")
+    hpf = "tuned_model.tuning_task.hyperparameters"
+    hp = read_message(task.get("hyperparameters"), hpf)
+    epochs = read_int(hp.get("epoch_count"), f"{hpf}.epoch_count")
+    if epochs is not None and not 1 <= epochs <= MAX_EPOCHS:
+        bad(f"{hpf}.epoch_count", f"epoch_count must be between 1 and {MAX_EPOCHS} (got {epochs})")
+    batch = read_int(hp.get("batch_size"), f"{hpf}.batch_size")
+    if batch is not None and not 1 <= batch <= MAX_BATCH:
+        bad(f"{hpf}.batch_size", f"batch_size must be between 1 and {MAX_BATCH} (got {batch})")
+    lr = read_number(hp.get("learning_rate"), f"{hpf}.learning_rate")
+    if lr is not None and not 0 < lr <= 1:
+        bad(f"{hpf}.learning_rate", f"learning_rate must be > 0 and <= 1 (got {lr:g})")
+    mult = read_number(hp.get("learning_rate_multiplier"), f"{hpf}.learning_rate_multiplier")
+    if mult is not None and version == "v1beta3":
+        raise invalid(
+            f'Invalid JSON payload received. Unknown name "learning_rate_multiplier" at '
+            f"'{hpf}': Cannot find field (learningRateMultiplier is a v1beta field).",
+            f"{hpf}.learning_rate_multiplier",
+        )
+    if mult is not None and not 0 < mult <= 100:
+        bad(
+            f"{hpf}.learning_rate_multiplier",
+            f"learning_rate_multiplier must be > 0 and <= 100 (got {mult:g})",
+        )
+    if lr is not None and mult is not None:
+        bad(
+            f"{hpf}.learning_rate",
+            "learning_rate and learning_rate_multiplier are mutually exclusive "
+            "(oneof learning_rate_option): set only one",
+        )
+
+    examples = _examples(task, bad)
+
+    source = read_message(body.get("tuned_model_source"), "tuned_model.tuned_model_source")
+    source_name = read_string(source.get("tuned_model"), "tuned_model.tuned_model_source.tuned_model")
+    base_name = read_string(body.get("base_model"), "tuned_model.base_model")
+    if not source_name and not base_name:
+        bad(
+            "tuned_model.base_model",
+            "base_model is required (e.g. models/text-bison-001), or "
+            "tuned_model_source.tuned_model to tune a tuned model further",
+        )
+    if violations:
+        raise invalid(
+            "Invalid tuning request: " + "; ".join(f"{f}: {m}" for f, m in violations),
+            violations=violations,
+        )
+    return TuningRequest(
+        tuned_model_id=tuned_model_id,
+        display_name=display_name,
+        description=description,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        tuning_method=method,
+        epoch_count=epochs,
+        batch_size=batch,
+        learning_rate=lr,
+        learning_rate_multiplier=mult,
+        examples=examples,
+        source_model=source_name,
+        base_model=base_name,
+    )
+
+
+def _examples(task: dict[str, Any], bad: Callable[[str, str], None]) -> list[tuple[str, str]]:
+    """The (text_input, output) pairs of tuning_task.training_data; each problem goes to `bad`."""
+    field = "tuned_model.tuning_task.training_data.examples.examples"
+    data = read_message(task.get("training_data"), "tuned_model.tuning_task.training_data")
+    wrapper = read_message(data.get("examples"), "tuned_model.tuning_task.training_data.examples")
+    items = wrapper.get("examples")
+    if items is None or items == []:
+        bad(field, "training_data must hold at least one example")
+        return []
+    if not isinstance(items, list):
+        bad(field, "examples must be a list of {text_input, output}")
+        return []
+    out = []
+    for i, ex in enumerate(items):
+        at = f"{field}[{i}]"
+        if not isinstance(ex, dict):
+            bad(at, "each example must be an object {text_input, output}")
+            continue
+        text, output = ex.get("text_input"), ex.get("output")
+        if not isinstance(text, str) or not text:
+            bad(f"{at}.text_input", "text_input is required and must be a non-empty string")
+        elif len(text) > MAX_INPUT_CHARS:
+            bad(f"{at}.text_input", f"text_input is {len(text)} characters; the limit is {MAX_INPUT_CHARS}")
+        if not isinstance(output, str) or not output:
+            bad(f"{at}.output", "output is required and must be a non-empty string")
+        elif len(output) > MAX_OUTPUT_CHARS:
+            bad(f"{at}.output", f"output is {len(output)} characters; the limit is {MAX_OUTPUT_CHARS}")
+        if isinstance(text, str) and isinstance(output, str):
+            out.append((text, output))
+    return out
+
+
+# ---- UpdateTunedModel ------------------------------------------------------------------------------
+
+
+def patch_fields(raw: dict[str, Any], update_mask: str | None) -> dict[str, Any]:
+    """The fields an UpdateTunedModel request sets: {snake_case name: new value} for each mask path."""
+    _check_fields(raw, _TUNED_MODEL, "tuned_model")
+    body = to_snake(raw)
+    if not update_mask:
+        raise invalid(
+            "update_mask is required: name the fields to change, e.g. ?updateMask=description,displayName",
+            "update_mask",
+        )
+    fields: dict[str, Any] = {}
+    for path in (snake(p.strip()) for p in update_mask.split(",") if p.strip()):
+        if path not in PATCHABLE:
+            raise invalid(
+                f"update_mask path {path!r} cannot be updated; updatable fields: " + ", ".join(PATCHABLE),
+                "update_mask",
+            )
+        value = body.get(path)
+        at = f"tuned_model.{path}"
+        if path == "display_name":
+            value = read_string(value, at) or ""
+            if len(value) > MAX_DISPLAY_NAME:
+                raise invalid(
+                    f"display_name must be at most {MAX_DISPLAY_NAME} characters (got {len(value)})", at
+                )
+        elif path == "description":
+            value = read_string(value, at) or ""
+        elif path == "top_k":
+            value = read_int(value, at)
+        else:
+            value = read_number(value, at)
+            if value is not None and not 0 <= value <= (1 if path == "top_p" else 2):
+                raise invalid(f"{path} out of range (got {value:g})", at)
+        fields[path] = value
+    return fields
+
+
+# ---- list paging -----------------------------------------------------------------------------------
+
+
+def page_size(query: Mapping[str, str], default: int) -> int:
+    """The `pageSize` query parameter: 0 or absent means `default`; at most 1000."""
+    size = read_int(query.get("page_size"), "page_size")
+    if size is None or size == 0:
+        return default
+    if size < 0:
+        raise invalid(f"page_size must not be negative (got {size})", "page_size")
+    return min(size, 1000)
+
+
+def page_token(query: Mapping[str, str]) -> int:
+    """The position a `pageToken` (a previous list's nextPageToken) resumes after; 0 when absent."""
+    token = query.get("page_token")
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        kind, n = text.split(":")
+        if kind != "after":
+            raise ValueError(kind)
+        return int(n)
+    except (ValueError, UnicodeDecodeError):
+        raise invalid(
+            f"Invalid page_token {token!r}: pass the nextPageToken of a previous list call.", "page_token"
+        ) from None
+
+
+def next_page_token(position: int) -> str:
+    """The nextPageToken that resumes a list after `position`."""
+    return base64.urlsafe_b64encode(f"after:{position}".encode()).decode().rstrip("=")
