@@ -13,10 +13,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
+from tests.cli_helpers import invoke, start_tunespec
 from tests.fakeservice import FakeService, Fault, error_body
-from tunespec.cli import cli
 from tunespec.plan import fingerprint, job_slug, tuned_model_id
 
 SPEC = """\
@@ -57,11 +56,6 @@ def write_spec(tmp_path: Path, service, name: str = "tiny", threshold: float = 0
     path = tmp_path / f"{name}.yaml"
     path.write_text(text)
     return path
-
-
-def run(*args: str, env: dict[str, str] | None = None):
-    env = {"CI": "true", "NO_COLOR": "1", "GITHUB_STEP_SUMMARY": "", "GITHUB_ACTIONS": "", **(env or {})}
-    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
 
 def test_identity_is_stable_and_valid():
@@ -108,7 +102,7 @@ def test_apply_rides_out_transient_faults_then_is_idempotent(tmp_path, service):
         Fault("GET", r"/operations$", None),
         Fault("POST", r":generateText$", 503, {"Retry-After": "0"}),
     ]
-    result = run("apply", str(spec))
+    result = invoke("apply", str(spec))
     assert result.exit_code == 0, result.output
     assert len(service.calls("POST", r"tunedModels$")) == 3  # 429, lost answer, 409
     assert len(service.models) == 1
@@ -126,7 +120,7 @@ def test_apply_rides_out_transient_faults_then_is_idempotent(tmp_path, service):
 
     # Unchanged spec: nothing new is submitted, the evaluation runs again.
     generate_calls = len(service.calls("POST", r":generateText$"))
-    again = run("apply", str(spec), "--json")
+    again = invoke("apply", str(spec), "--json")
     assert again.exit_code == 0, again.output
     doc = json.loads(again.stdout)
     assert doc["schema_version"] == 1 and doc["jobs"][0]["action"] == "noop"
@@ -134,16 +128,16 @@ def test_apply_rides_out_transient_faults_then_is_idempotent(tmp_path, service):
     assert len(service.calls("POST", r"tunedModels$")) == 3
     assert len(service.calls("POST", r":generateText$")) > generate_calls
 
-    plan = run("plan", str(spec), "--detailed-exitcode")
+    plan = invoke("plan", str(spec), "--detailed-exitcode")
     assert plan.exit_code == 0 and "up to date" in plan.stdout
 
 
 def test_plan_states_and_detailed_exitcode(tmp_path, service):
     spec = write_spec(tmp_path, service)
-    result = run("plan", str(spec), "--detailed-exitcode")
+    result = invoke("plan", str(spec), "--detailed-exitcode")
     assert result.exit_code == 2 and "create" in result.stdout
-    assert run("plan", str(spec)).exit_code == 0
-    doc = json.loads(run("plan", str(spec), "--json").stdout)
+    assert invoke("plan", str(spec)).exit_code == 0
+    doc = json.loads(invoke("plan", str(spec), "--json").stdout)
     assert doc["schema_version"] == 1 and doc["jobs"][0]["action"] == "create" and doc["changes"] is True
     # in progress
     from tunespec.client import TuningClient
@@ -158,21 +152,21 @@ def test_plan_states_and_detailed_exitcode(tmp_path, service):
         },
         mid,
     )
-    assert "in progress" in run("plan", str(spec)).stdout
+    assert "in progress" in invoke("plan", str(spec)).stdout
     # failed
     service.models[f"tunedModels/{mid}"]["state"] = "FAILED"
-    assert "failed (will recreate)" in run("plan", str(spec)).stdout
+    assert "failed (will recreate)" in invoke("plan", str(spec)).stdout
     # changed: another fingerprint of the same job exists
     del service.models[f"tunedModels/{mid}"]
     service.models["tunedModels/tiny-aaaaaaaaaa"] = {"name": "tunedModels/tiny-aaaaaaaaaa", "state": "ACTIVE"}
-    out = run("plan", str(spec))
+    out = invoke("plan", str(spec))
     assert "changed (new model)" in out.stdout and "tiny-aaaaaaaaaa" in out.stderr
 
 
 def test_failed_job_reports_the_service_message_and_exit_1(tmp_path, service):
     service.fail_models = ("doomed",)
     spec = write_spec(tmp_path, service, name="doomed")
-    result = run("apply", str(spec))
+    result = invoke("apply", str(spec))
     assert result.exit_code == 1, result.output
     assert "ended FAILED: Tuning failed: the training loss diverged (NaN)." in result.stderr
     junit = ET.parse(tmp_path / "reports" / "doomed" / "junit.xml").getroot()
@@ -181,7 +175,7 @@ def test_failed_job_reports_the_service_message_and_exit_1(tmp_path, service):
     assert report["state"] == "FAILED" and "diverged" in report["error"]
     # Run again: the failed model is deleted and the job resubmitted.
     service.fail_models = ()
-    again = run("apply", str(spec))
+    again = invoke("apply", str(spec))
     assert again.exit_code == 0, again.output
     assert "ended FAILED before; deleting it" in again.stderr
     assert len(service.calls("DELETE", r"tunedModels/doomed-")) == 1
@@ -189,7 +183,7 @@ def test_failed_job_reports_the_service_message_and_exit_1(tmp_path, service):
 
 def test_evaluation_below_threshold_exits_3(tmp_path, service):
     spec = write_spec(tmp_path, service, threshold=0.9)
-    result = run("apply", str(spec), env={"GITHUB_ACTIONS": "true"})
+    result = invoke("apply", str(spec), env={"GITHUB_ACTIONS": "true"})
     assert result.exit_code == 3, result.output
     assert "below the threshold 90%" in result.stderr
     assert re.search(r"::error file=.*tiny.yaml,line=14,title=tunespec tiny::held-out", result.stderr)
@@ -201,7 +195,7 @@ def test_evaluation_below_threshold_exits_3(tmp_path, service):
 
 def test_eval_errors_are_service_errors(tmp_path, service):
     spec = write_spec(tmp_path, service)
-    assert run("apply", str(spec)).exit_code == 0
+    assert invoke("apply", str(spec)).exit_code == 0
     service.faults.append(
         Fault(
             "POST",
@@ -211,7 +205,7 @@ def test_eval_errors_are_service_errors(tmp_path, service):
             body=error_body(403, "PERMISSION_DENIED", "You do not have permission to access tuned model"),
         )
     )
-    result = run("eval", str(spec))
+    result = invoke("eval", str(spec))
     assert result.exit_code == 1
     junit = ET.parse(tmp_path / "reports" / "tiny" / "junit.xml").getroot()
     assert len(junit.findall(".//testcase/error")) == 3
@@ -220,15 +214,15 @@ def test_eval_errors_are_service_errors(tmp_path, service):
 def test_interrupted_apply_attaches_instead_of_resubmitting(tmp_path, service):
     service.steps_per_poll = 1
     spec = write_spec(tmp_path, service)
-    first = run("apply", str(spec), "--timeout", "0.5")
+    first = invoke("apply", str(spec), "--timeout", "0.5")
     assert first.exit_code == 1
     assert "timed out after 0.5s" in first.stderr and "run `tunespec apply` again to attach" in first.stderr
     assert len(service.calls("POST", r"tunedModels$")) == 1
     service.advance_on_model_get = False
-    status = run("status", str(spec), "--json")
+    status = invoke("status", str(spec), "--json")
     job = json.loads(status.stdout)["jobs"][0]
     assert job["state"] == "CREATING" and job["total_steps"] == 6 and job["completed_steps"] >= 1
-    second = run("apply", str(spec))
+    second = invoke("apply", str(spec))
     assert second.exit_code == 0, second.output
     assert "already tuning; attaching to tunedModels/" in second.stderr
     assert len(service.calls("POST", r"tunedModels$")) == 1
@@ -236,26 +230,26 @@ def test_interrupted_apply_attaches_instead_of_resubmitting(tmp_path, service):
 
 def test_changed_spec_makes_a_new_model_and_prune_deletes_the_old(tmp_path, service):
     spec = write_spec(tmp_path, service)
-    assert run("apply", str(spec)).exit_code == 0
+    assert invoke("apply", str(spec)).exit_code == 0
     (old,) = service.models
     spec.write_text(spec.read_text().replace("epoch_count: 2", "epoch_count: 3"))
-    result = run("apply", str(spec), "--prune")
+    result = invoke("apply", str(spec), "--prune")
     assert result.exit_code == 0, result.output
     assert old not in service.models and len(service.models) == 1
-    listing = json.loads(run("list", str(spec), "--json").stdout)
+    listing = json.loads(invoke("list", str(spec), "--json").stdout)
     assert [m["current"] for m in listing["models"]] == [True]
-    assert run("delete", str(spec)).exit_code == 2  # no confirmation possible off a terminal
-    assert run("delete", str(spec), "--yes").exit_code == 0
+    assert invoke("delete", str(spec)).exit_code == 2  # no confirmation possible off a terminal
+    assert invoke("delete", str(spec), "--yes").exit_code == 0
     assert service.models == {}
 
 
 def test_invalid_spec_exit_2_names_the_file(tmp_path, service):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nhyperparameters: {epoch_count: -1}\ndataset: {examples: []}\n")
-    result = run("apply", str(bad))
+    result = invoke("apply", str(bad))
     assert result.exit_code == 2
     assert "bad.yaml" in result.stderr
-    assert run("plan", str(bad), "--detailed-exitcode").exit_code == 1
+    assert invoke("plan", str(bad), "--detailed-exitcode").exit_code == 1
 
 
 def test_no_secret_reaches_output_or_reports(tmp_path, service):
@@ -265,10 +259,10 @@ def test_no_secret_reaches_output_or_reports(tmp_path, service):
     )
     spec = write_spec(tmp_path, service)
     env = {"TUNESPEC_ENGINE_TOKEN": secret}
-    failed = run("apply", str(spec), env=env)
+    failed = invoke("apply", str(spec), env=env)
     assert failed.exit_code == 1 and secret not in failed.output and "***" in failed.stderr
     summary = tmp_path / "summary.md"
-    ok = run("apply", str(spec), env={**env, "GITHUB_STEP_SUMMARY": str(summary)})
+    ok = invoke("apply", str(spec), env={**env, "GITHUB_STEP_SUMMARY": str(summary)})
     assert ok.exit_code == 0, ok.output
     assert service.requests[-1].headers["authorization"] == f"Bearer {secret}"
     texts = [ok.output, summary.read_text()] + [
@@ -314,14 +308,14 @@ def test_many_jobs_parallel_summary_and_combined_junit(tmp_path, service):
     service.fail_models = ("beta",)
     write_spec(jobs, service, name="gamma", threshold=1.0)
     (jobs / "broken.yaml").write_text("name: broken\ndataset: {}\n")
-    result = run("apply", str(jobs), "--parallel", "2")
+    result = invoke("apply", str(jobs), "--parallel", "2")
     assert result.exit_code == 1, result.output  # worst: beta FAILED
     table = result.stdout
     for name in ("alpha", "beta", "gamma", "broken"):
         assert name in table
     junit = ET.parse(tmp_path / "reports" / "junit.xml").getroot()
     assert {s.get("name") for s in junit.findall("testsuite")} == {"alpha", "beta", "gamma", "broken"}
-    again = run("apply", str(jobs), "--parallel", "2", "--json")
+    again = invoke("apply", str(jobs), "--parallel", "2", "--json")
     doc = json.loads(again.stdout)
     assert {j["job"]: j["action"] for j in doc["jobs"]} == {
         "alpha": "noop",
@@ -336,7 +330,7 @@ def test_two_specs_with_the_same_identity_are_refused(tmp_path, service):
     jobs.mkdir()
     write_spec(jobs, service, name="same")
     (jobs / "copy.yaml").write_text((jobs / "same.yaml").read_text())
-    result = run("apply", str(jobs))
+    result = invoke("apply", str(jobs))
     assert result.exit_code == 2
     assert "would produce the same tuned model" in result.stderr
     assert service.calls("POST", r"tunedModels$") == []
@@ -371,7 +365,7 @@ def test_polling_starts_quick_and_backs_off(tmp_path, service):
     service.advance_on_model_get = False
     spec = write_spec(tmp_path, service)
     spec.write_text(spec.read_text().replace("epoch_count: 2", "epoch_count: 3"))  # 9 steps
-    assert run("apply", str(spec)).exit_code == 0
+    assert invoke("apply", str(spec)).exit_code == 0
     polls = [r.at for r in service.calls("GET", r"/operations/op")]
     gaps = [b - a for a, b in itertools.pairwise(polls)]
     assert len(gaps) >= 8
@@ -381,23 +375,13 @@ def test_polling_starts_quick_and_backs_off(tmp_path, service):
 
 def test_ctrl_c_leaves_the_job_running_and_a_rerun_attaches(tmp_path, service):
     import signal
-    import subprocess
-    import sys
     import time
 
     service.steps_per_poll = 1
     service.advance_on_model_get = False
     spec = write_spec(tmp_path, service)
     spec.write_text(spec.read_text().replace("epoch_count: 2", "epoch_count: 50"))
-    env = {**__import__("os").environ, "CI": "true"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tunespec.cli", "apply", str(spec)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_tunespec("apply", str(spec), cwd=tmp_path)
     deadline = time.monotonic() + 60
     while not service.calls("GET", r"/operations/op") and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -410,7 +394,7 @@ def test_ctrl_c_leaves_the_job_running_and_a_rerun_attaches(tmp_path, service):
     (name,) = service.models
     assert service.models[name]["state"] == "CREATING"
     service.steps_per_poll = 50
-    again = run("apply", str(spec))
+    again = invoke("apply", str(spec))
     assert again.exit_code == 0, again.output
     assert "already tuning; attaching" in again.stderr
     assert len(service.calls("POST", r"tunedModels$")) == 1
@@ -422,7 +406,7 @@ def test_fail_fast_stops_the_other_jobs(tmp_path, service):
     service.fail_models = ("adoomed",)
     write_spec(jobs, service, name="adoomed")
     write_spec(jobs, service, name="bfine")
-    result = run("apply", str(jobs), "--fail-fast", "--json")
+    result = invoke("apply", str(jobs), "--fail-fast", "--json")
     doc = json.loads(result.stdout)
     assert result.exit_code == 1
     by_job = {j["job"]: j for j in doc["jobs"]}
@@ -526,7 +510,7 @@ def test_compare_base_reports_the_delta(tmp_path, service):
     spec = write_spec(tmp_path, service)
     text = spec.read_text().replace("  threshold: 0.5\n", "  threshold: 0.5\n  compare_base: true\n")
     spec.write_text(text)
-    result = run("apply", str(spec))
+    result = invoke("apply", str(spec))
     assert result.exit_code == 0, result.output
     assert service.calls("POST", r"^/v1beta3/models/text-bison-001:generateText$")
     report = json.loads((tmp_path / "reports" / "tiny" / "report.json").read_text())
@@ -538,13 +522,13 @@ def test_compare_base_reports_the_delta(tmp_path, service):
 
 def test_a_run_that_fails_before_tuning_replaces_the_report_and_drops_the_stale_loss_curve(tmp_path, service):
     spec = write_spec(tmp_path, service)
-    assert run("apply", str(spec)).exit_code == 0
+    assert invoke("apply", str(spec)).exit_code == 0
     reports = tmp_path / "reports" / "tiny"
     good = json.loads((reports / "report.json").read_text())
     service.faults.append(
         Fault("GET", r"tunedModels/", 403, times=99, body=error_body(403, "PERMISSION_DENIED", "no access"))
     )
-    failed = run("apply", str(spec))
+    failed = invoke("apply", str(spec))
     assert failed.exit_code == 1, failed.output
     assert sorted(p.name for p in reports.iterdir()) == ["junit.xml", "report.json", "report.md"]
     assert ET.parse(reports / "junit.xml").getroot().find(".//testcase/error") is not None  # CI still sees it
@@ -566,7 +550,7 @@ def test_status_and_plan_show_the_retries_they_ride_out(tmp_path, service):
     spec = write_spec(tmp_path, service)
     for command in ("status", "plan"):
         service.faults += [Fault("GET", r"tunedModels/", 503, {"Retry-After": "0"}, times=2)]
-        result = run(command, str(spec))
+        result = invoke(command, str(spec))
         assert result.exit_code == 0, result.output
         assert result.stderr.count("retrying: GET ") == 2 and "HTTP 503" in result.stderr
 
@@ -577,7 +561,7 @@ def test_paths_outside_the_working_directory_are_shown_absolute_or_as_given(tmp_
     assert shown_path(tmp_path / "reports" / "x.md") == "reports/x.md"
     assert shown_path(tmp_path.parent / "elsewhere.md") == str(tmp_path.parent / "elsewhere.md")
     spec = write_spec(tmp_path, service, report="{dir: ../out/tiny}")
-    result = run("apply", str(spec), "--junit", "../out/run.xml")
+    result = invoke("apply", str(spec), "--junit", "../out/run.xml")
     assert result.exit_code == 0, result.output
     assert str(tmp_path.parent / "out" / "tiny" / "report.md") in result.stdout and "../" not in result.stdout
     assert "JUnit report for the run: ../out/run.xml\n" in result.stderr

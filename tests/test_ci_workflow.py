@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cli_helpers import cli_env
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / "examples" / "ci" / "github-actions.yml"
 pytestmark = pytest.mark.slow
@@ -59,16 +61,6 @@ def run_job(job: str, repo: Path, env: dict[str, str]) -> list[subprocess.Comple
     return results
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    pytest.importorskip("torch")
-    from tunespec.engine.server import start_background
-
-    running = start_background(tmp_path_factory.mktemp("engine"))
-    yield running
-    running.stop()
-
-
 def test_workflow_commands_run_as_written(tmp_path, engine):
     repo = tmp_path / "repo"
     (repo / "jobs").mkdir(parents=True)
@@ -80,17 +72,14 @@ def test_workflow_commands_run_as_written(tmp_path, engine):
     (repo / "jobs/counter.yaml").write_text(text.replace("name: number-generator", "name: counter"))
 
     output, summary = tmp_path / "github_output", tmp_path / "step_summary.md"
-    env = {
-        **os.environ,
+    env = cli_env({
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "HF_HUB_OFFLINE": "1",
-        "CI": "true",
         "GITHUB_ACTIONS": "true",
         "GITHUB_OUTPUT": str(output),
         "GITHUB_STEP_SUMMARY": str(summary),
         "TUNESPEC_TARGET": "local",
         "TUNESPEC_ENGINE_URL": engine.url,
-    }
+    })
 
     pr = run_job("plan", repo, env)
     assert [p.returncode for p in pr] == [0, 0], [p.stderr for p in pr]

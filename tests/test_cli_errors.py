@@ -4,15 +4,14 @@ never a traceback. Each test runs the real console entry point in a subprocess."
 from __future__ import annotations
 
 import http.server
-import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.cli_helpers import start_tunespec, tunespec
 from tests.fakeservice import FakeService
 
 SPEC = """\
@@ -26,21 +25,6 @@ evaluation:
   prompts:
     - {{input: "1", equals: "2"}}
 """
-
-
-def tunespec(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60):
-    full = {**os.environ, "HF_HUB_OFFLINE": "1", "CI": "true", "NO_COLOR": "1", **(env or {})}
-    for key in ("GITHUB_STEP_SUMMARY", "GITHUB_ACTIONS", "TUNESPEC_TARGET", "TUNESPEC_ENGINE_URL"):
-        if key not in (env or {}):
-            full.pop(key, None)
-    return subprocess.run(
-        [sys.executable, "-m", "tunespec.cli", *args],
-        cwd=cwd,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def one_error_line(proc: subprocess.CompletedProcess) -> str:
@@ -153,16 +137,7 @@ def test_sigterm_during_apply_says_how_to_attach(tmp_path: Path) -> None:
     try:
         spec = tmp_path / "tiny.yaml"
         spec.write_text(SPEC.format(target=url).replace("epoch_count: 1", "epoch_count: 1000"))
-        env = {**os.environ, "CI": "true", "NO_COLOR": "1"}
-        env.pop("GITHUB_STEP_SUMMARY", None)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tunespec.cli", "apply", str(spec)],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_tunespec("apply", str(spec), cwd=tmp_path)
         assert proc.stderr is not None
         seen = ""
         while "submitted" not in seen:
@@ -179,15 +154,11 @@ def test_sigterm_during_apply_says_how_to_attach(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_base_model_the_target_lacks_names_the_spec_line(tmp_path: Path) -> None:
-    pytest.importorskip("torch")
-    from tunespec.engine.server import start_background
-
+def test_a_base_model_the_target_lacks_names_the_spec_line(tmp_path: Path, engine) -> None:
     spec = tmp_path / "tiny.yaml"
     text = SPEC.format(target="local").replace("target: local\n", "target: local\nbase_model: models/gpt-5\n")
     spec.write_text(text)
-    with start_background(tmp_path / "engine") as engine:
-        proc = tunespec("apply", str(spec), cwd=tmp_path, env={"TUNESPEC_ENGINE_URL": engine.url})
+    proc = tunespec("apply", str(spec), cwd=tmp_path, env={"TUNESPEC_ENGINE_URL": engine.url})
     assert proc.returncode == 1
     line = one_error_line(proc)
     assert line.startswith(f"error: {spec}:3: base_model: the local target has no model 'models/gpt-5'")

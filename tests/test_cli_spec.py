@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.cli_helpers import tunespec
 from tunespec.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,8 +67,7 @@ def test_validate_repository_jobs(run: Run, monkeypatch: pytest.MonkeyPatch):
 
 def test_misspelt_key_in_a_real_process(project: Path):
     spec = edit(project / "jobs" / "number-generator.yaml", "epoch_count:", "epoch_cout:")
-    proc = subprocess.run([sys.executable, "-m", "tunespec.cli", "validate", "jobs/"], cwd=project,
-                          capture_output=True, text=True, timeout=60)
+    proc = tunespec("validate", "jobs/", cwd=project)
     assert proc.returncode == 2
     line = line_of(spec, "epoch_cout")
     assert f"jobs/number-generator.yaml:{line}:3: hyperparameters.epoch_cout: unknown key 'epoch_cout'" \

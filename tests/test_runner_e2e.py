@@ -7,13 +7,13 @@ data dir. The others share one engine (TUNESPEC_ENGINE_URL) to keep the suite qu
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+from tests import cli_helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -39,27 +39,9 @@ def quick_copy(
     return path
 
 
-def tunespec(*args: str, cwd: Path, env: dict[str, str], timeout: float = 500) -> subprocess.CompletedProcess:
-    full = {**os.environ, "HF_HUB_OFFLINE": "1", "CI": "true", **env}
-    full.pop("GITHUB_STEP_SUMMARY", None)
-    return subprocess.run(
-        [sys.executable, "-m", "tunespec.cli", *args],
-        cwd=cwd,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    pytest.importorskip("torch")
-    from tunespec.engine.server import start_background
-
-    running = start_background(tmp_path_factory.mktemp("engine"))
-    yield running
-    running.stop()
+def tunespec(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The CLI in a subprocess, with time to train."""
+    return cli_helpers.tunespec(*args, cwd=cwd, env=env, timeout=500)
 
 
 def models_on(url: str) -> list[dict]:
@@ -76,7 +58,7 @@ def operations_on(url: str, model: str) -> list[dict]:
 
 def test_apply_on_the_in_process_engine_then_again_trains_nothing(tmp_path):
     spec = quick_copy(tmp_path)
-    env = {"TUNESPEC_ENGINE_DIR": str(tmp_path / "engine"), "TUNESPEC_ENGINE_URL": "", "TUNESPEC_TARGET": ""}
+    env = {"TUNESPEC_ENGINE_DIR": str(tmp_path / "engine")}
     first = tunespec("apply", str(spec), cwd=tmp_path, env=env)
     assert first.returncode == 0, first.stderr
     reports = tmp_path / "reports" / "number-generator"
@@ -165,28 +147,14 @@ def test_interrupted_apply_on_the_local_engine_attaches_on_rerun(tmp_path):
     import time
 
     spec = quick_copy(tmp_path, epochs=40, name="interrupted")
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "CI": "true",
-        "TUNESPEC_ENGINE_DIR": str(tmp_path / "engine"),
-        "TUNESPEC_ENGINE_URL": "",
-        "TUNESPEC_TARGET": "",
-    }
+    env = {"TUNESPEC_ENGINE_DIR": str(tmp_path / "engine")}
     # A --timeout stops the in-process engine too: the job pauses, and says so.
     timed_out = tunespec("apply", str(spec), "--timeout", "2", cwd=tmp_path, env=env)
     assert timed_out.returncode == 1, timed_out.stderr
     assert "timed out after 2s" in timed_out.stderr and "keeps its place" not in timed_out.stderr
     assert "the local engine stops with this run, so the tuning job pauses at its last checkpoint: " \
         "run `tunespec apply` again to resume it" in timed_out.stderr
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tunespec.cli", "apply", str(spec)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = cli_helpers.start_tunespec("apply", str(spec), cwd=tmp_path, env=env)
     lines = []
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:

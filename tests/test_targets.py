@@ -7,9 +7,8 @@ import json
 
 import pytest
 import requests
-from click.testing import CliRunner
 
-from tunespec.cli import cli
+from tests.cli_helpers import invoke
 
 pytestmark = pytest.mark.slow
 
@@ -21,12 +20,6 @@ dataset:
   examples:
     - {text_input: "1", output: "2"}
 """
-
-
-def run(*args: str, env: dict[str, str]):
-    env = {"CI": "true", "NO_COLOR": "1", "GITHUB_STEP_SUMMARY": "", "TUNESPEC_TARGET": "",
-           "GOOGLE_CLOUD_PROJECT": "", **env}
-    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
 
 def create_as_curl(url: str, model_id: str, project: str) -> None:
@@ -48,27 +41,23 @@ def listed(result) -> list[str]:
     return [m["name"] for m in json.loads(result.stdout)["models"]]
 
 
-def test_project_scopes_tuned_models_on_the_local_engine(tmp_path):
-    pytest.importorskip("torch")
-    from tunespec.engine.server import start_background
-
+def test_project_scopes_tuned_models_on_the_local_engine(tmp_path, engine):
     spec = tmp_path / "scoped.yaml"
     spec.write_text(SPEC)
-    with start_background(tmp_path / "engine") as engine:
-        env = {"TUNESPEC_ENGINE_URL": engine.url}
-        create_as_curl(engine.url, "made-by-curl", "team-x")
-        assert listed(run("list", "--json", "--project", "team-x", env=env)) == ["tunedModels/made-by-curl"]
-        assert listed(run("list", "--json", env={**env, "GOOGLE_CLOUD_PROJECT": "team-x"})) == [
-            "tunedModels/made-by-curl"
-        ]
-        assert listed(run("list", "--json", env=env)) == []  # the "default" project holds none
+    env = {"TUNESPEC_ENGINE_URL": engine.url}
+    create_as_curl(engine.url, "made-by-curl", "team-x")
+    assert listed(invoke("list", "--json", "--project", "team-x", env=env)) == ["tunedModels/made-by-curl"]
+    assert listed(invoke("list", "--json", env={**env, "GOOGLE_CLOUD_PROJECT": "team-x"})) == [
+        "tunedModels/made-by-curl"
+    ]
+    assert listed(invoke("list", "--json", env=env)) == []  # the "default" project holds none
 
-        # The spec's `project:` scopes plan/apply; --project overrides it (tuned model ids are global,
-        # so another project's model is refused, as Google's service does).
-        plan = json.loads(run("plan", str(spec), "--json", env=env).stdout)["jobs"][0]
-        assert plan["action"] == "create"
-        create_as_curl(engine.url, plan["tuned_model"].split("/", 1)[1], "team-x")
-        again = json.loads(run("plan", str(spec), "--json", env=env).stdout)["jobs"][0]
-        assert again["action"] != "create", again
-        other = json.loads(run("plan", str(spec), "--json", "--project", "team-y", env=env).stdout)["jobs"][0]
-        assert other["action"] == "error" and "PERMISSION_DENIED" in other["error"], other
+    # The spec's `project:` scopes plan/apply; --project overrides it (tuned model ids are global,
+    # so another project's model is refused, as Google's service does).
+    plan = json.loads(invoke("plan", str(spec), "--json", env=env).stdout)["jobs"][0]
+    assert plan["action"] == "create"
+    create_as_curl(engine.url, plan["tuned_model"].split("/", 1)[1], "team-x")
+    again = json.loads(invoke("plan", str(spec), "--json", env=env).stdout)["jobs"][0]
+    assert again["action"] != "create", again
+    other = json.loads(invoke("plan", str(spec), "--json", "--project", "team-y", env=env).stdout)["jobs"][0]
+    assert other["action"] == "error" and "PERMISSION_DENIED" in other["error"], other

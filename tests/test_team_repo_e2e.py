@@ -9,14 +9,14 @@ the way a scheduled CI workflow runs them.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+from tests import cli_helpers
 
 pytestmark = pytest.mark.slow
 
@@ -108,19 +108,9 @@ dataset:
 BROKEN_LINE = 4
 
 
-def tunespec(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    full = {**os.environ, "HF_HUB_OFFLINE": "1", "CI": "true", "TUNESPEC_TARGET": "", **env}
-    for key in ("GITHUB_STEP_SUMMARY", "GITHUB_ACTIONS", "NO_COLOR"):
-        if key not in env:
-            full.pop(key, None)
-    return subprocess.run(
-        [sys.executable, "-m", "tunespec.cli", *args],
-        cwd=cwd,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def tunespec(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The CLI in a subprocess, with time to train."""
+    return cli_helpers.tunespec(*args, cwd=cwd, env=env, timeout=300)
 
 
 def engine_state(url: str) -> tuple[list[str], dict[str, list[str]]]:
@@ -130,16 +120,6 @@ def engine_state(url: str) -> tuple[list[str], dict[str, list[str]]]:
     client = TuningClient(url)
     models = sorted(m["name"] for m in client.list_tuned_models())
     return models, {m: sorted(o["name"] for o in client.list_operations(m)) for m in models}
-
-
-@pytest.fixture()
-def engine(tmp_path):
-    pytest.importorskip("torch")
-    from tunespec.engine.server import start_background
-
-    running = start_background(tmp_path / "engine")
-    yield running
-    running.stop()
 
 
 @pytest.fixture()

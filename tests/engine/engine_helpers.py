@@ -1,4 +1,4 @@
-"""Shared pieces for the engine's HTTP tests: the quickstart data, engines, polling."""
+"""Shared pieces for the engine's HTTP tests: the quickstart data, `tunespec serve`, polling."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
+
+from tests.cli_helpers import CLI
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -86,15 +85,6 @@ def assert_error(resp: requests.Response, http: int, status: str, *fragments: st
     return err
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """An in-process engine (uvicorn thread + worker process) on a fresh data dir."""
-    from tunespec.engine.server import start_background
-
-    with start_background(tmp_path_factory.mktemp("engine")) as running:
-        yield running
-
-
 class ServeProcess:
     """`tunespec serve` as a real subprocess on a free port."""
 
@@ -103,17 +93,7 @@ class ServeProcess:
         (self.data_dir / "engine.json").unlink(missing_ok=True)
         self.log = open(self.data_dir.parent / f"serve-{self.data_dir.name}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tunespec.cli",
-                "serve",
-                "--port",
-                "0",
-                "--data-dir",
-                str(self.data_dir),
-                *extra,
-            ],
+            [*CLI, "serve", "--port", "0", "--data-dir", str(self.data_dir), *extra],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "HF_HUB_OFFLINE": "1"},

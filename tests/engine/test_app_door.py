@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.engine.engine_helpers import assert_error, create_body, wait_done
+from tests.cli_helpers import tunespec
+from tests.engine.engine_helpers import ServeProcess, assert_error, create_body, wait_done
 from tunespec.engine.server import EngineStartError, find_or_start, start_background
 
 pytestmark = pytest.mark.slow
@@ -21,12 +20,7 @@ def test_non_loopback_without_token_file_refuses_fast(tmp_path: Path) -> None:
     with pytest.raises(EngineStartError, match=r"refusing to listen on 0\.0\.0\.0 without --token-file"):
         start_background(tmp_path, host="0.0.0.0")
     assert time.monotonic() - t0 < 2
-    proc = subprocess.run(
-        [sys.executable, "-m", "tunespec.cli", "serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = tunespec("serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 2
     assert "refusing to listen on 0.0.0.0 without --token-file" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -119,29 +113,13 @@ def test_loopback_without_token_file_accepts_any_credential(engine) -> None:
 
 
 def test_find_or_start_reuses_a_running_serve(tmp_path: Path) -> None:
-    from tests.engine.engine_helpers import ServeProcess
-
     served = ServeProcess(tmp_path / "data")
     try:
         found = find_or_start(tmp_path / "data")
         assert found.url == served.url and not found.owned
         found.stop()  # leaves the server running
         assert requests.get(f"{served.url}/v1beta3/models").status_code == 200
-        second = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tunespec.cli",
-                "serve",
-                "--port",
-                "0",
-                "--data-dir",
-                str(tmp_path / "data"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        second = tunespec("serve", "--port", "0", "--data-dir", str(tmp_path / "data"), cwd=tmp_path)
         assert second.returncode == 2 and "already served by process" in second.stderr
     finally:
         served.stop()

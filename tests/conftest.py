@@ -1,0 +1,18 @@
+"""Fixtures shared by the test suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real local engine (uvicorn thread + worker process) on a fresh data dir, one per test module."""
+    pytest.importorskip("torch")
+    from tunespec.engine.server import start_background
+
+    with start_background(tmp_path_factory.mktemp("engine")) as running:
+        yield running
