@@ -113,6 +113,52 @@ def test_status_does_not_claim_not_created_when_the_service_failed(
     assert "not JSON" in one_error_line(proc)
 
 
+@pytest.fixture
+def stalling_service() -> Iterator[tuple[str, threading.Event]]:
+    """A real HTTP server that never answers; the event is set once a request has arrived."""
+    arrived = threading.Event()
+    release = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            arrived.set()
+            release.wait(30)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", arrived
+    release.set()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("command", ["plan", "status"])
+def test_ctrl_c_while_waiting_for_a_service_says_interrupted(
+    tmp_path: Path, stalling_service: tuple[str, threading.Event], command: str
+) -> None:
+    """Ctrl-C in any command ends with the word apply uses, "Interrupted", and exit code 130."""
+    import signal
+
+    url, arrived = stalling_service
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC.format(target=url))
+    proc = start_tunespec(command, str(spec), cwd=tmp_path)
+    try:
+        assert arrived.wait(30), f"{command} never reached the service"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Aborted" not in err
+    assert err.rstrip("\n").splitlines()[-1] == "Interrupted."
+
+
 def test_eval_of_a_job_never_applied_says_to_apply_first(tmp_path: Path) -> None:
     service = FakeService()
     url = service.start()

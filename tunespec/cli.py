@@ -285,6 +285,8 @@ def delete(paths: tuple[str, ...], models: tuple[str, ...], target: str | None,
                             superseded_only=superseded_only, yes=yes))
 
 
+INTERRUPTED = "Interrupted."  # apply and eval say more: "Interrupted: <what became of the jobs>."
+
 
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM (a CI timeout, docker stop) cleans up the way Ctrl-C does
@@ -300,8 +302,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = cli.main(args=argv, prog_name="tunespec", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C (and SIGTERM, above) inside a command or prompt into Abort; say it the way
+        # apply does. A prompt closed by end of input is not an interrupt.
+        cause = exc.__cause__ or exc.__context__
+        click.echo(INTERRUPTED if isinstance(cause, KeyboardInterrupt) else "Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
@@ -312,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
+        click.echo(INTERRUPTED, err=True)
         sys.exit(130)
 
 
