@@ -21,7 +21,6 @@ from tunespec.engine.store import AlreadyExists, Store
 from tunespec.engine.wire import ApiException, now_ns
 
 SMALL_DATASET = 500  # examples; below it the smaller-dataset defaults apply
-CANCEL_MESSAGE = "Tuning was cancelled."
 
 
 @dataclass(frozen=True)
@@ -220,7 +219,7 @@ class Engine:
     def delete_tuned_model(self, ctx: Ctx, model_id: str) -> dict[str, Any]:
         row = self._owned(ctx, model_id)
         if row["state"] == "CREATING":
-            self.store.request_cancel(model_id, now_ns(), CANCEL_MESSAGE)
+            self.store.request_cancel(model_id, now_ns())
         self.store.delete_model(model_id)
         if not row["claimed_by"]:  # a running job's worker removes its own files when it sees the row gone
             shutil.rmtree(self.data_dir / "jobs" / model_id, ignore_errors=True)
@@ -251,7 +250,7 @@ class Engine:
 
     def cancel_operation(self, ctx: Ctx, model_id: str, op_id: str, _body: object = None) -> dict[str, Any]:
         self._op_row(ctx, model_id, op_id)
-        self.store.request_cancel(model_id, now_ns(), CANCEL_MESSAGE)
+        self.store.request_cancel(model_id, now_ns())
         return {}
 
     # ---- generation ----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 DB_NAME = "engine.db"
 LEASE_S = 15.0
 MAX_ATTEMPTS = 3
+CANCEL_MESSAGE = "Tuning was cancelled."  # the error of a cancelled job's operation (code 1)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tuned_models (
@@ -90,6 +91,12 @@ def owner_is_dead(owner: str) -> bool:
         return False
 
 
+def _held(row: sqlite3.Row, now: float, is_dead: Callable[[str], bool]) -> bool:
+    """Whether a live worker holds the job in `row` (its `claimed_by`, `lease_until`) at time `now`."""
+    owner = row["claimed_by"]
+    return bool(owner) and (row["lease_until"] or 0) > now and not is_dead(owner)
+
+
 class Store:
     """The engine's database in `data_dir/engine.db` (created on first use)."""
 
@@ -146,6 +153,14 @@ class Store:
         r = cur.fetchone()
         return dict(r) if r else None
 
+    def job_status(self, model_id: str) -> dict[str, Any] | None:
+        """A job's `cancel_requested` and `claimed_by` (what a running job polls), or None if deleted."""
+        cur = self._conn().execute(
+            "SELECT cancel_requested, claimed_by FROM tuned_models WHERE id = ?", (model_id,)
+        )
+        r = cur.fetchone()
+        return dict(r) if r else None
+
     def list_models(self, project: str, *, after_seq: int = 0, limit: int = 10) -> list[dict[str, Any]]:
         cur = self._conn().execute(
             "SELECT * FROM tuned_models WHERE project = ? AND seq > ? ORDER BY seq LIMIT ?",
@@ -199,14 +214,13 @@ class Store:
             (MAX_ATTEMPTS,),  # jobs that crashed their worker that often are left to reap()
         )
         for r in cur.fetchall():
-            held = r["claimed_by"]
-            if held and (r["lease_until"] or 0) > now and not is_dead(held):
+            if _held(r, now, is_dead):
                 continue
             with self._tx() as db:
                 got = db.execute(
                     "UPDATE tuned_models SET claimed_by = ?, lease_until = ?, attempts = attempts + 1 "
                     "WHERE id = ? AND state = 'CREATING' AND cancel_requested = 0 AND claimed_by IS ?",
-                    (owner, now + lease_s, r["id"], held),
+                    (owner, now + lease_s, r["id"], r["claimed_by"]),
                 ).rowcount
             if got == 1:
                 return self.get_model(r["id"])
@@ -251,7 +265,7 @@ class Store:
             ).rowcount
         return n == 1
 
-    def request_cancel(self, model_id: str, now_ns: int, message: str) -> str:
+    def request_cancel(self, model_id: str, now_ns: int, message: str = CANCEL_MESSAGE) -> str:
         """Cancel a job: a queued one ends at once ("cancelled"); a running one is flagged ("requested")."""
         with self._tx() as db:
             r = db.execute(
@@ -259,12 +273,7 @@ class Store:
             ).fetchone()
             if r is None or r["state"] != "CREATING":
                 return "done"
-            held = (
-                r["claimed_by"]
-                and (r["lease_until"] or 0) > time.time()
-                and not owner_is_dead(r["claimed_by"])
-            )
-            if not held:
+            if not _held(r, time.time(), owner_is_dead):
                 db.execute(
                     "UPDATE tuned_models SET state = 'FAILED', complete_ns = ?, update_ns = ?, "
                     "error_code = 1, error_message = ?, cancel_requested = 1, claimed_by = NULL "
@@ -288,11 +297,10 @@ class Store:
             (max_attempts,),
         )
         for r in cur.fetchall():
-            held = r["claimed_by"]
-            if held and (r["lease_until"] or 0) > now and not is_dead(held):
+            if _held(r, now, is_dead):
                 continue
             if r["cancel_requested"]:
-                code, msg = 1, "Tuning was cancelled."
+                code, msg = 1, CANCEL_MESSAGE
             else:
                 code, msg = (
                     13,
@@ -306,7 +314,7 @@ class Store:
                     "UPDATE tuned_models SET state = 'FAILED', complete_ns = ?, update_ns = ?, "
                     "error_code = ?, error_message = ?, claimed_by = NULL "
                     "WHERE id = ? AND state = 'CREATING' AND claimed_by IS ?",
-                    (now_ns, now_ns, code, msg, r["id"], held),
+                    (now_ns, now_ns, code, msg, r["id"], r["claimed_by"]),
                 ).rowcount
             if n:
                 ended.append(r["id"])

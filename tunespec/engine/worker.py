@@ -28,13 +28,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tunespec.engine.store import LEASE_S, Store, owner_token
+from tunespec.engine.store import CANCEL_MESSAGE, LEASE_S, Store, owner_token
 from tunespec.engine.wire import now_ns
 
 log = logging.getLogger("tunespec.engine.worker")
 POLL_S = 0.2
 HEARTBEAT_S = 2.0
-CANCELLED = "Tuning was cancelled."
 
 
 class Worker:
@@ -154,7 +153,7 @@ class Worker:
             if now - last_check[0] < 0.1:
                 return False
             last_check[0] = now
-            row = self.store.get_model(model_id)
+            row = self.store.job_status(model_id)
             if row is None:
                 reason["why"] = "deleted"
             elif row["cancel_requested"]:
@@ -174,7 +173,7 @@ class Worker:
                     state="FAILED",
                     now_ns=now_ns(),
                     error_code=1,
-                    error_message=CANCELLED,
+                    error_message=CANCEL_MESSAGE,
                 )
                 log.info("tunedModels/%s cancelled", model_id)
             elif why == "deleted":
@@ -186,7 +185,7 @@ class Worker:
         except Exception as exc:
             self._fail(model_id, f"Tuning failed: {exc}")
             return
-        if self.store.get_model(model_id) is None:  # deleted while finishing
+        if self.store.job_status(model_id) is None:  # deleted while finishing
             shutil.rmtree(work_dir, ignore_errors=True)
             return
         self.store.finish(model_id, self.owner, state="ACTIVE", now_ns=now_ns(), weights_dir=str(out_dir))
