@@ -85,7 +85,7 @@ def render(spec: str, as_json: bool) -> None:
     import json
 
     from tunespec.datasets import load_examples
-    from tunespec.request import DEFAULT_EPOCHS, render_request, resolve_api_version, spec_steps
+    from tunespec.request import render_request, resolve_api_version, spec_epochs, spec_steps
     from tunespec.spec import load_spec
 
     job = load_spec(spec)
@@ -101,14 +101,14 @@ def render(spec: str, as_json: bool) -> None:
         click.echo(json.dumps(body, indent=2, ensure_ascii=False))
     for problem in dataset.warnings:
         click.echo(f"warning: {problem}", err=True)
-    hp = job.hyperparameters
-    epochs = hp.epoch_count or DEFAULT_EPOCHS[api_version]
+    epochs = spec_epochs(job)
     if steps is None:
         click.echo(f"predicted steps: unknown (batch_size not set, the service picks it); "
                    f"{len(dataset.examples)} examples x {epochs} epochs", err=True)
     else:
         click.echo(f"predicted steps: {steps} = ceil({len(dataset.examples)} examples x {epochs} epochs"
-                   f" / batch size {hp.batch_size}); POST /{api_version}/tunedModels", err=True)
+                   f" / batch size {job.hyperparameters.batch_size}); POST /{api_version}/tunedModels",
+                   err=True)
 
 
 @cli.command()

@@ -11,17 +11,14 @@ from typing import Any
 
 from tunespec.datasets import Example
 from tunespec.spec import JobSpec
+from tunespec.spec.model import api_version_for
 
 DEFAULT_EPOCHS = {"v1beta3": 10, "v1beta": 5}  # the services' documented defaults
 
 
 def resolve_api_version(spec: JobSpec) -> str:
     """The spec's api_version, else v1beta for Gemini base models and v1beta3 otherwise."""
-    if spec.api_version:
-        return spec.api_version
-    if spec.base_model and spec.base_model.startswith("models/gemini"):
-        return "v1beta"
-    return "v1beta3"
+    return api_version_for(spec.api_version, spec.base_model)
 
 
 def predicted_steps(n: int, epochs: int, batch: int) -> int:
@@ -31,13 +28,17 @@ def predicted_steps(n: int, epochs: int, batch: int) -> int:
     return -(-n * epochs // batch)  # exact integer ceil
 
 
+def spec_epochs(spec: JobSpec) -> int:
+    """The epochs `spec` trains for: its epoch_count, else the service's default."""
+    return spec.hyperparameters.epoch_count or DEFAULT_EPOCHS[resolve_api_version(spec)]
+
+
 def spec_steps(spec: JobSpec, n: int) -> int | None:
     """Predicted steps for `spec` with `n` examples; None when the batch size is left to the service."""
-    hp = spec.hyperparameters
-    epochs = hp.epoch_count or DEFAULT_EPOCHS[resolve_api_version(spec)]
-    if hp.batch_size is None:
+    batch_size = spec.hyperparameters.batch_size
+    if batch_size is None:
         return None
-    return predicted_steps(n, epochs, hp.batch_size)
+    return predicted_steps(n, spec_epochs(spec), batch_size)
 
 
 def render_request(spec: JobSpec, examples: Sequence[Example]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from tunespec.datasets import infer_format
 from tunespec.spec.locations import KeyPath, LocatedDoc, Problems, walk
-from tunespec.spec.model import ASSERTION_KEYS
+from tunespec.spec.model import ASSERTION_KEYS, api_version_for
 
 
 def check_semantics(doc: LocatedDoc, problems: Problems) -> None:
@@ -18,12 +18,13 @@ def check_semantics(doc: LocatedDoc, problems: Problems) -> None:
         problems.add(doc, ("source_model",), "base_model and source_model are mutually exclusive",
                      "a job tunes a base model or continues from a tuned model, not both", key=True)
     hp = data.get("hyperparameters")
+    api_version = api_version_for(data.get("api_version"), data.get("base_model"))
     if isinstance(hp, dict):
         if "learning_rate" in hp and "learning_rate_multiplier" in hp:
             problems.add(doc, ("hyperparameters", "learning_rate_multiplier"),
                          "learning_rate and learning_rate_multiplier are mutually exclusive",
                          "keep one of them", key=True)
-        elif "learning_rate_multiplier" in hp and _api_version_of(data) == "v1beta3":
+        elif "learning_rate_multiplier" in hp and api_version == "v1beta3":
             problems.add(doc, ("hyperparameters", "learning_rate_multiplier"),
                          "learning_rate_multiplier needs api_version v1beta (v1beta3 has learning_rate only)",
                          "use learning_rate, or set api_version: v1beta with a Gemini base model", key=True)
@@ -46,14 +47,6 @@ def regex_problem(pattern: str) -> str:
     except re.error as exc:
         return f"invalid regular expression: {exc.msg} at position {exc.pos}"
     return ""
-
-
-def _api_version_of(data: dict[str, Any]) -> str:
-    explicit = data.get("api_version")
-    if explicit in ("v1beta3", "v1beta"):
-        return explicit
-    base = data.get("base_model") or ""
-    return "v1beta" if isinstance(base, str) and base.startswith("models/gemini") else "v1beta3"
 
 
 def _file_not_found(doc: LocatedDoc, key: KeyPath, what: str, value: str, problems: Problems) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_BASE_MODEL = "models/text-bison-001"
+API_VERSIONS = ("v1beta3", "v1beta")
 ASSERTION_KINDS = ("equals", "contains", "icontains", "starts_with", "regex", "one_of")
 ASSERTION_KEYS = ASSERTION_KINDS + tuple(f"not_{kind}" for kind in ASSERTION_KINDS)
 ID_SUFFIX_CHARS = 11  # "-" + the 10-character fingerprint the runner appends to `name`
@@ -106,3 +107,14 @@ def assertions_of(items: Iterable[tuple[str, Any]]) -> tuple[Assertion, ...]:
             kind = key[4:] if negate else key
             out.append(Assertion(kind, tuple(value) if isinstance(value, list) else value, negate))
     return tuple(out)
+
+
+def api_version_for(api_version: object, base_model: object) -> str:
+    """A job's API dialect: its api_version, else v1beta for a Gemini base model and v1beta3 otherwise.
+
+    Takes raw values so that the checks can ask before the spec is known to be valid.
+    """
+    if isinstance(api_version, str) and api_version in API_VERSIONS:
+        return api_version
+    gemini = isinstance(base_model, str) and base_model.startswith("models/gemini")
+    return "v1beta" if gemini else "v1beta3"
