@@ -31,19 +31,21 @@ def parse(path: Path, shown: str, env: Mapping[str, str], problems: Problems) ->
     file cannot be read or is not YAML."""
     top = Loc(shown, path, 1, 1)
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        data = path.read_bytes()
     except FileNotFoundError:
         problems.at(top, "", "no such file")
         return None
     except IsADirectoryError:
         problems.at(top, "", "is a directory, not a spec file")
         return None
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        problems.at(Loc(shown, path, line, 1), "", "not valid UTF-8", "save the file as UTF-8")
-        return None
     except OSError as exc:
         problems.at(top, "", f"cannot read the file: {exc.strerror or exc}")
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        problems.at(Loc(shown, path, line, 1), "", "not valid UTF-8", "save the file as UTF-8")
         return None
     loader = _Loader(text)
     try:
@@ -52,7 +54,8 @@ def parse(path: Path, shown: str, env: Mapping[str, str], problems: Problems) ->
         mark = exc.problem_mark or exc.context_mark
         loc = Loc(shown, path, mark.line + 1, mark.column + 1) if mark else top
         what = " ".join(filter(None, [exc.context, exc.problem]))
-        bad_line = text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else ""
+        lines = text.splitlines()
+        bad_line = lines[mark.line] if mark and mark.line < len(lines) else ""
         tab = "\t" in bad_line[: len(bad_line) - len(bad_line.lstrip())]
         hint = "YAML indents with spaces, not tabs: replace the tab" if tab else ""
         problems.at(loc, "", f"invalid YAML: {what}", hint)
