@@ -42,20 +42,13 @@ from tunespec.plan import (
     Plan,
     base_model_of,
     make_plan,
+    worst_exit_code,
 )
 from tunespec.progress import Progress, Reporter, next_poll_interval, progress_of, remaining_seconds
 from tunespec.report import REPORT_SCHEMA_VERSION, now_rfc3339, write_combined_junit, write_reports
 from tunespec.targets import Targets
 
 APPLY_SCHEMA_VERSION = 1
-SEVERITY = {EXIT_SERVICE: 3, EXIT_INVALID: 2, EXIT_EVAL_BELOW_THRESHOLD: 1, EXIT_OK: 0}
-
-
-def worst_exit_code(codes: list[int]) -> int:
-    """The run's exit code: 1 (service / job failed) over 2 (invalid) over 3 (below threshold) over 0."""
-    return max(codes, key=lambda c: SEVERITY.get(c, 3), default=EXIT_OK)
-
-
 class Stopped(TunespecError):
     """Waiting was abandoned (--fail-fast after another job failed)."""
 
@@ -149,10 +142,13 @@ class ApplyResult:
 
 
 def predicted_total(job: JobPlan) -> int:
+    """The steps the job will take when the spec fixes epochs and batch size, else 0 (unknown)."""
+    from tunespec.request import predicted_steps
+
     hp = job.spec.hyperparameters
     if not hp.epoch_count or not hp.batch_size:
         return 0
-    return -(-len(job.examples) * hp.epoch_count // hp.batch_size)
+    return predicted_steps(len(job.examples), hp.epoch_count, hp.batch_size)
 
 
 def find_operation(client: TuningClient, model_name: str) -> dict[str, Any] | None:

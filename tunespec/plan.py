@@ -18,14 +18,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunespec.errors import EXIT_INVALID, EXIT_OK, EXIT_SERVICE, Problem, SpecError, TunespecError
-from tunespec.spec import JobSpec
+from tunespec.errors import (
+    EXIT_EVAL_BELOW_THRESHOLD,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_SERVICE,
+    Problem,
+    SpecError,
+    TunespecError,
+)
+from tunespec.spec import DEFAULT_BASE_MODEL, JobSpec
 from tunespec.targets import Targets, dialect_for, target_name
 
-DEFAULT_BASE_MODEL = "models/text-bison-001"
 FINGERPRINT_LEN = 10
 MAX_ID_LEN = 40
 PLAN_SCHEMA_VERSION = 1
+SEVERITY = {EXIT_SERVICE: 3, EXIT_INVALID: 2, EXIT_EVAL_BELOW_THRESHOLD: 1, EXIT_OK: 0}
 
 CREATE, NOOP, WAIT, RECREATE, REPLACE, ERROR = "create", "noop", "wait", "recreate", "replace", "error"
 LABELS = {
@@ -38,7 +46,13 @@ LABELS = {
 }
 
 
+def worst_exit_code(codes: list[int]) -> int:
+    """A run's exit code: 1 (service / job failed) over 2 (invalid) over 3 (below threshold) over 0."""
+    return max(codes, key=lambda c: SEVERITY.get(c, 3), default=EXIT_OK)
+
+
 def base_model_of(spec: JobSpec) -> str | None:
+    """The base model the job tunes; a JobSpec built in code may leave it to the default."""
     return spec.base_model or (None if spec.source_model else DEFAULT_BASE_MODEL)
 
 
@@ -168,9 +182,8 @@ class Plan:
     @property
     def exit_code(self) -> int:
         """1 if the service failed for a job, else 2 if a spec was invalid, else 0."""
-        if any(j.error for j in self.jobs):
-            return EXIT_SERVICE
-        return EXIT_INVALID if self.invalid else EXIT_OK
+        failed = [EXIT_SERVICE for j in self.jobs if j.error]
+        return worst_exit_code(failed + [EXIT_INVALID] * len(self.invalid))
 
     def to_json(self) -> dict[str, Any]:
         return {
