@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from tunespec.errors import DatasetError, Problem
 
 if TYPE_CHECKING:
-    from tunespec.spec import JobSpec
+    from tunespec.spec import DatasetSpec, JobSpec
 
 MAX_INPUT_CHARS = 40_000
 MAX_OUTPUT_CHARS = 5_000
@@ -466,6 +466,12 @@ def load_examples(spec: JobSpec) -> DatasetResult:
     if ds.path is None:
         raise DatasetError([Problem(str(spec.path), "no dataset: set dataset.path or dataset.examples",
                                     line=spec.lines.get("dataset"), key_path="dataset")])
+    return read_dataset_file(ds)
+
+
+def read_dataset_file(ds: DatasetSpec) -> DatasetResult:
+    """The examples in the file that `dataset.path` names, read with the spec's dataset settings."""
+    assert ds.path is not None
     return read_examples(ds.path, format=ds.format, input_column=ds.input_column,
                          output_column=ds.output_column, display_path=display_path(ds.path))
 

@@ -22,11 +22,7 @@ from tunespec.spec.prompts_file import read_prompts_file
 def build_spec(doc: LocatedDoc, spec_path: Path, problems: Problems, extends: tuple[Path, ...]) -> JobSpec:
     """The JobSpec of a document without problems; problems in its prompts file are added to `problems`."""
     data = doc.data
-    ds = data["dataset"]
-    ds_path = doc.file_at(("dataset", "path"), ds["path"]) if "path" in ds else None
-    inline = tuple((e["text_input"], e["output"]) for e in ds["examples"]) if "examples" in ds else None
-    dataset = DatasetSpec(ds_path, ds.get("format"), ds.get("input_column", "text_input"),
-                          ds.get("output_column", "output"), inline)
+    dataset = dataset_spec(doc)
     rep = data.get("report", {})
     # `{name}` lets one report dir setting (say in an `extends:` base) serve many jobs.
     report_dir = doc.file_at(("report", "dir"), rep["dir"].replace("{name}", data["name"])) \
@@ -63,6 +59,15 @@ def build_spec(doc: LocatedDoc, spec_path: Path, problems: Problems, extends: tu
         temperature=_float(data.get("temperature")), top_p=_float(data.get("top_p")), top_k=data.get("top_k"),
         evaluation=evaluation, lines=lines, extends=extends,
     )
+
+
+def dataset_spec(doc: LocatedDoc) -> DatasetSpec:
+    """The `dataset:` settings of a document whose dataset section has no problems."""
+    ds = doc.data["dataset"]
+    path = doc.file_at(("dataset", "path"), ds["path"]) if "path" in ds else None
+    inline = tuple((e["text_input"], e["output"]) for e in ds["examples"]) if "examples" in ds else None
+    return DatasetSpec(path, ds.get("format"), ds.get("input_column", "text_input"),
+                       ds.get("output_column", "output"), inline)
 
 
 def _float(value: Any) -> float | None:

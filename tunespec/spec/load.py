@@ -6,9 +6,9 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from tunespec.datasets import display_path, read_examples
+from tunespec.datasets import read_dataset_file
 from tunespec.errors import DatasetError, Problem, SpecError
-from tunespec.spec.build import build_spec
+from tunespec.spec.build import build_spec, dataset_spec
 from tunespec.spec.checks import check_semantics
 from tunespec.spec.extends import load_tree
 from tunespec.spec.locations import LocatedDoc, Problems
@@ -67,10 +67,8 @@ def _check_files_of_invalid_spec(doc: LocatedDoc, problems: Problems) -> None:
 
     ds = doc.data.get("dataset")
     if clean("dataset") and isinstance(ds, dict) and isinstance(ds.get("path"), str):
-        file = doc.file_at(("dataset", "path"), ds["path"])
         try:
-            read_examples(file, format=ds.get("format"), input_column=ds.get("input_column", "text_input"),
-                          output_column=ds.get("output_column", "output"), display_path=display_path(file))
+            read_dataset_file(dataset_spec(doc))
         except DatasetError as exc:
             problems.items.extend(exc.problems)
     ev = doc.data.get("evaluation")
