@@ -41,19 +41,18 @@ def _load(model_dir: Path) -> _Loaded:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-        source = modelio.check_model_dir(path)
+        base_dir, adapter = modelio.resolve(path)
         device = runtime.device()
-        base_dir = modelio.check_model_dir(modelio.base_dir_of(source))
         dtype = torch.float32
-        if device.type == "cuda" and modelio.is_adapter(source) and torch.cuda.is_bf16_supported():
+        if device.type == "cuda" and adapter is not None and torch.cuda.is_bf16_supported():
             dtype = torch.bfloat16
         model = modelio.load_full(base_dir, device, dtype)
-        if modelio.is_adapter(source):
+        if adapter is not None:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(source)).merge_and_unload()
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
         model.eval()
-        tokenizer = modelio.load_tokenizer(source)
+        tokenizer = modelio.load_tokenizer(adapter or base_dir)
         loaded = _Loaded(model, tokenizer, modelio.PromptFormat.of(tokenizer), modelio.max_positions(model))
         _cache[key] = loaded
         while len(_cache) > CACHE_SIZE:

@@ -1,7 +1,7 @@
 """Model directories: the marker file, loading tokenizers and models, the prompt format.
 
 A model directory is either a Hugging Face causal LM (config, tokenizer, safetensors weights)
-or a LoRA adapter whose `tunespec.json` names the full model directory it applies to. The prompt
+or a LoRA adapter whose `tunespec.json` names the full model directory it applies to (see resolve). The prompt
 format is the same for training and generation:
 
     [bos] + tokens(input) + separator + tokens(output) + [eos]
@@ -68,12 +68,17 @@ def load_full(model_dir: Path, device, dtype=None):
     return model.to(device)
 
 
-def base_dir_of(model_dir: Path) -> Path:
-    """For an adapter dir, the full model dir it applies to; for a full dir, itself."""
-    meta = read_meta(model_dir)
-    if meta.get("kind") == "lora":
-        return Path(meta["base_dir"])
-    return Path(model_dir)
+def resolve(model_dir: Path) -> tuple[Path, Path | None]:
+    """(the full model dir, the LoRA adapter dir applied to it or None) behind `model_dir`, both checked.
+
+    An adapter records its base as `base_dir`, absolute or relative to the adapter dir (a base
+    inside the engine's data dir is recorded relative, so moving the data dir keeps it working).
+    """
+    source = check_model_dir(model_dir)
+    meta = read_meta(source)
+    if meta.get("kind") != "lora":
+        return source, None
+    return check_model_dir(source / meta["base_dir"]), source
 
 
 def is_adapter(model_dir: Path) -> bool:

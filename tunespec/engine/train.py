@@ -202,15 +202,14 @@ def _prepare_model(req: TrainRequest, device):
     """(model ready to train, tokenizer, "full"|"lora", full base dir the weights start from)."""
     import torch
 
-    source = modelio.check_model_dir(Path(req.init_dir or req.base_dir))
-    adapter = source if modelio.is_adapter(source) else None
-    base_dir = modelio.check_model_dir(modelio.base_dir_of(source))
-    method = _resolve_method(req.tuning_method, _estimate_params(base_dir))
+    base_dir, adapter = modelio.resolve(Path(req.init_dir or req.base_dir))
+    params = _estimate_params(base_dir)
+    method = _resolve_method(req.tuning_method, params)
     dtype = torch.float32
-    if (method == "lora" and device.type == "cuda" and _estimate_params(base_dir) > LORA_ABOVE_PARAMS
+    if (method == "lora" and device.type == "cuda" and params > LORA_ABOVE_PARAMS
             and torch.cuda.is_bf16_supported()):
         dtype = torch.bfloat16  # frozen base weights only; the adapter trains in fp32
-    tokenizer = modelio.load_tokenizer(source)
+    tokenizer = modelio.load_tokenizer(adapter or base_dir)
     model = modelio.load_full(base_dir, device, dtype)
     if method == "lora":
         from peft import LoraConfig, PeftModel, get_peft_model
