@@ -7,9 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from tunespec.errors import Problem, SpecError
-
-NAME_PATTERN = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
-MAX_NAME = 29
+from tunespec.spec.schema_check import schema
 
 
 def scaffold(name: str, root: str | Path = ".") -> list[Path]:
@@ -17,9 +15,9 @@ def scaffold(name: str, root: str | Path = ".") -> list[Path]:
 
     Raises SpecError (nothing written) when NAME is not a valid job name or a file exists.
     """
-    if not NAME_PATTERN.match(name) or len(name) > MAX_NAME:
-        hint = ("use at most 29 lowercase letters, digits and hyphens, starting with a letter and ending "
-                "with a letter or digit")
+    rule = schema()["properties"]["name"]  # the schema's rule for `name`, so that init writes a valid spec
+    if not re.match(rule["pattern"], name) or len(name) > rule["maxLength"]:
+        hint = f"use at most {rule['maxLength']} {rule['x-expected']}"
         raise SpecError([Problem(name, "not a valid job name", hint=hint)])
     root = Path(root)
     spec_path, data_path = root / "jobs" / f"{name}.yaml", root / "data" / f"{name}.csv"
