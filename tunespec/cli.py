@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(EXIT_INVALID if exc.exit_code == 2 else exc.exit_code)
+        sys.exit(exc.exit_code)  # a usage error exits 2, which is EXIT_INVALID
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except TunespecError as exc:
