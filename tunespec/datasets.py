@@ -163,7 +163,7 @@ def read_rows(path: Path, fmt: str, log: ProblemLog, *, sink: _Sink | None = Non
     elif fmt == "jsonl":
         header, rows = None, _jsonl_rows(text, log)
     else:
-        header, rows = None, _json_rows(text, log, undecodable)
+        header, rows = None, _json_rows(text, log)
     if not undecodable:
         return header, rows
     return header, (row for row in rows if not _report_undecodable(row, log))
@@ -265,7 +265,7 @@ def _jsonl_rows(text: str, log: ProblemLog) -> Iterator[Row]:
         yield Row(number, line_no, value)
 
 
-def _json_rows(text: str, log: ProblemLog, undecodable: bool) -> Iterator[Row]:
+def _json_rows(text: str, log: ProblemLog) -> Iterator[Row]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
