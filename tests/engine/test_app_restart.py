@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import requests
 
 from tests.engine.engine_helpers import ServeProcess, create_body, wait_done
+from tunespec.engine.server import start_background
 
 pytestmark = pytest.mark.slow
 
@@ -124,3 +126,34 @@ def _snapshot_count(data: Path, model_id: str) -> int:
         state = db.execute("SELECT state FROM tuned_models WHERE id = ?", (model_id,)).fetchone()[0]
         assert state == "CREATING"
         return db.execute("SELECT COUNT(*) FROM snapshots WHERE model_id = ?", (model_id,)).fetchone()[0]
+
+
+def test_tuned_models_survive_moving_the_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with start_background(data) as engine:
+        for model_id, method in (("full-one", "full"), ("lora-one", "lora")):
+            op = requests.post(
+                f"{engine.url}/v1beta3/tunedModels?tunedModelId={model_id}",
+                json={**create_body(epochs=1), "tuningMethod": method},
+                timeout=30,
+            ).json()
+            assert wait_done(engine.url, op["name"])["response"]["state"] == "ACTIVE"
+    meta = json.loads((data / "jobs" / "lora-one" / "model" / "tunespec.json").read_text())
+    assert meta["kind"] == "lora" and not Path(meta["base_dir"]).is_absolute(), meta
+    moved = tmp_path / "moved"
+    data.rename(moved)
+    with start_background(moved) as engine:
+        for model_id in ("full-one", "lora-one"):
+            gen = requests.post(
+                f"{engine.url}/v1beta3/tunedModels/{model_id}:generateText",
+                json={"prompt": {"text": "1"}},
+                timeout=60,
+            )
+            assert gen.status_code == 200, gen.text
+        body = create_body(epochs=1)
+        del body["baseModel"]
+        body["tunedModelSource"] = {"tunedModel": "tunedModels/lora-one"}
+        op = requests.post(
+            f"{engine.url}/v1beta3/tunedModels?tunedModelId=continued", json=body, timeout=30
+        ).json()
+        assert wait_done(engine.url, op["name"])["response"]["state"] == "ACTIVE"

@@ -278,7 +278,7 @@ class Engine:
                 "top_k": row["top_k"],
                 "output_limit": base.output_token_limit if base else 512,
             }
-            return Path(row["weights_dir"]), limits
+            return self.data_dir / row["weights_dir"], limits
         base = self._base_model(name, ctx.version)
         if base is None or method not in base.supported_generation_methods:
             raise _model_not_found(f"models/{name}", ctx.version, method)

@@ -1,7 +1,9 @@
 """SQLite (WAL) persistence: tuned models, their operations and training snapshots.
 
 One row per tuned model carries its operation too (`op_id`, error fields): a tuned model has
-exactly one CreateTunedModel operation. The training data is kept (the worker needs it, and a
+exactly one CreateTunedModel operation. Its `weights_dir` (and a continued model's `init_dir`)
+is relative to the data dir, so the data dir can move; rows written before hold absolute paths,
+which resolve to themselves. The training data is kept (the worker needs it, and a
 resumed job needs it again) but is never returned by the API. Every process and thread opens its
 own connection; claims on queued jobs are atomic compare-and-set UPDATEs with a lease, so two
 engines on one data dir never run the same job.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 import warnings
@@ -54,6 +55,7 @@ class TrainRequest:
     tuning_method: str = "auto"  # "full" | "lora" | "auto" (LoRA above 200M parameters)
     seed: int = 0
     init_dir: Path | None = None  # a tuned model to continue from
+    data_dir: Path | None = None  # the engine's data dir: a LoRA base inside it is recorded relative
 
 
 def total_steps(n: int, epochs: int, batch: int) -> int:
@@ -330,7 +332,18 @@ def _save_model(final: Path, model, tokenizer, method: str, base_dir: Path, tota
             "epoch_count": req.epoch_count, "batch_size": req.batch_size,
             "learning_rate": req.learning_rate, "seed": req.seed}
     if kind == "lora":
-        meta["base_dir"] = str(base_dir)
+        meta["base_dir"] = _recorded_base(base_dir, final, req.data_dir)
     modelio.write_meta(tmp, meta)
     (tmp / "README.md").unlink(missing_ok=True)  # peft's empty model card
     modelio.atomic_dir_swap(tmp, final)
+
+
+def _recorded_base(base_dir: Path, adapter_dir: Path, data_dir: Path | None) -> str:
+    """How an adapter names its base: relative to the adapter dir when both lie in `data_dir`
+    (they move together), absolute otherwise (see modelio.resolve)."""
+    adapter_dir = adapter_dir.resolve()
+    if data_dir is not None:
+        root = Path(data_dir).resolve()
+        if base_dir.is_relative_to(root) and adapter_dir.is_relative_to(root):
+            return os.path.relpath(base_dir, adapter_dir)
+    return str(base_dir)

@@ -122,7 +122,7 @@ class Worker:
             if job["start_ns"] is None:
                 self.store.update_model(model_id, start_ns=now_ns())
             base_dir = basemodels.materialize(job["base_model"], self.data_dir, self.extra)
-            init_dir = Path(job["init_dir"]) if job["init_dir"] else None
+            init_dir = self.data_dir / job["init_dir"] if job["init_dir"] else None
             if init_dir is not None and not init_dir.exists():
                 raise RuntimeError(f"the source tuned model's weights are missing ({init_dir})")
             req = train.TrainRequest(
@@ -134,6 +134,7 @@ class Worker:
                 tuning_method=job["tuning_method"],
                 seed=0,
                 init_dir=init_dir,
+                data_dir=self.data_dir,
             )
         except Exception as exc:
             self._fail(model_id, f"Tuning failed while preparing the job: {exc}")
@@ -188,7 +189,8 @@ class Worker:
         if self.store.job_status(model_id) is None:  # deleted while finishing
             shutil.rmtree(work_dir, ignore_errors=True)
             return
-        self.store.finish(model_id, self.owner, state="ACTIVE", now_ns=now_ns(), weights_dir=str(out_dir))
+        weights_dir = str(Path(out_dir).relative_to(self.data_dir))  # moves with the data dir
+        self.store.finish(model_id, self.owner, state="ACTIVE", now_ns=now_ns(), weights_dir=weights_dir)
         log.info("tunedModels/%s is ACTIVE", model_id)
 
     def _fail(self, model_id: str, message: str) -> None:
