@@ -243,6 +243,15 @@ def test_changed_spec_makes_a_new_model_and_prune_deletes_the_old(tmp_path, serv
     assert service.models == {}
 
 
+def test_jobs_on_one_target_share_one_list_call(tmp_path, service):
+    specs = [str(write_spec(tmp_path, service, name=name)) for name in ("alpha", "beta", "gamma")]
+    for command in ("plan", "list"):
+        service.requests.clear()
+        result = invoke(command, *specs)
+        assert result.exit_code == 0, result.output
+        assert len(service.calls("GET", r"tunedModels$")) == 1, command
+
+
 def test_invalid_spec_exit_2_names_the_file(tmp_path, service):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nhyperparameters: {epoch_count: -1}\ndataset: {examples: []}\n")

@@ -267,12 +267,15 @@ def list_command(
     try:
         with Targets(on_retry=_retrying) as targets:
             if paths:
-                plan = make_plan(list(paths), targets, target=target, project=project)
+                listings: dict[Any, list[dict[str, Any]]] = {}  # the plan's one list call per client
+                plan = make_plan(list(paths), targets, target=target, project=project, listings=listings)
                 annotate_invalid(plan.invalid)
                 seen = set()
                 for job in plan.jobs:
                     client = targets.client(job.target, job.dialect, job.project)
-                    for model in client.list_tuned_models():
+                    if client not in listings:  # the plan could not list it: ask again
+                        listings[client] = client.list_tuned_models()
+                    for model in listings[client]:
                         if (
                             is_model_of_job(model.get("name", ""), job.spec.name)
                             and model["name"] not in seen

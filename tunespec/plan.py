@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunespec.client import TuningClient
 from tunespec.errors import (
     EXIT_EVAL_BELOW_THRESHOLD,
     EXIT_INVALID,
@@ -293,14 +294,22 @@ def check_unique_ids(jobs: list[JobPlan]) -> None:
         raise SpecError(problems)
 
 
-def refresh(job: JobPlan, targets: Targets) -> JobPlan:
-    """Ask the job's target what exists and set the action."""
+def refresh(
+    job: JobPlan, targets: Targets, listings: dict[TuningClient, list[dict[str, Any]]] | None = None
+) -> JobPlan:
+    """Ask the job's target what exists and set the action.
+
+    `listings` keeps each client's tuned models, so jobs on one target share one list call.
+    """
+    listings = {} if listings is None else listings
     try:
         client = targets.client(job.target, job.dialect, job.project)
         job.model = client.find_tuned_model(job.name)
+        if client not in listings:
+            listings[client] = client.list_tuned_models()
         job.superseded = [
             m["name"]
-            for m in client.list_tuned_models()
+            for m in listings[client]
             if m.get("name") != job.name and is_model_of_job(m.get("name", ""), job.spec.name)
         ]
     except TunespecError as exc:
@@ -326,12 +335,15 @@ def make_plan(
     target: str | None = None,
     project: str | None = None,
     env: Mapping[str, str] | None = None,
+    listings: dict[TuningClient, list[dict[str, Any]]] | None = None,
 ) -> Plan:
+    """Load, identify and refresh the jobs; `listings` (filled here) keeps each client's tuned models."""
     loaded, invalid = load_jobs(items, env)
     jobs = [identify(spec, data, target=target, project=project, env=targets.env) for spec, data in loaded]
     check_unique_ids(jobs)
+    listings = {} if listings is None else listings
     for job in jobs:
-        refresh(job, targets)
+        refresh(job, targets, listings)
     return Plan(jobs, invalid)
 
 
