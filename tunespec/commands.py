@@ -29,10 +29,9 @@ def _json(doc: Mapping[str, Any]) -> None:
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
+    from tunespec.apply import format_table
+
+    return format_table(rows)
 
 
 def _retrying(message: str) -> None:
