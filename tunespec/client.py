@@ -76,6 +76,14 @@ def _parse_retry_info(body: Any) -> float | None:
     return None
 
 
+def without_credentials(url: str) -> str:
+    """URL without any user:password part: what messages and reports may show."""
+    parts = urlsplit(url)
+    if not (parts.username or parts.password):
+        return url
+    return parts._replace(netloc=f"{parts.hostname}{f':{parts.port}' if parts.port else ''}").geturl()
+
+
 class TuningClient:
     """The REST calls tunespec needs, for one service (`base_url`) and one API dialect.
 
@@ -250,10 +258,7 @@ class TuningClient:
     @property
     def shown_url(self) -> str:
         """The base URL without any user:password part, for messages."""
-        parts = urlsplit(self.base_url)
-        if not (parts.username or parts.password):
-            return self.base_url
-        return parts._replace(netloc=f"{parts.hostname}{f':{parts.port}' if parts.port else ''}").geturl()
+        return without_credentials(self.base_url)
 
     # ---- models -----------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tunespec.auth import PROJECT_ENV, Auth, engine_auth, google_auth
-from tunespec.client import DEFAULT_TIMEOUT, TuningClient
+from tunespec.client import DEFAULT_TIMEOUT, TuningClient, without_credentials
 from tunespec.errors import EXIT_INVALID, TunespecError
 
 GOOGLE_URL = "https://generativelanguage.googleapis.com"
@@ -109,12 +109,7 @@ class Target:
 
     def describe(self) -> dict[str, str]:
         """For reports and output: never carries secrets."""
-        parts = urlsplit(self.url)
-        url = (
-            parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
-            if parts.username or parts.password
-            else self.url
-        )
+        url = without_credentials(self.url)
         name = url if self.name == self.url else self.name
         return {"name": name, "url": url, "auth": self.auth.describe()}
 
@@ -138,8 +133,13 @@ class Targets:
         self._clients: dict[tuple[str, str | None, str], TuningClient] = {}
         self._lock = threading.Lock()
 
+    @staticmethod
+    def _key(name: str, project: str | None) -> tuple[str, str | None]:
+        """Google's credentials depend on the project; every other target is opened once."""
+        return name, project if name == "google" else None
+
     def target(self, name: str, project: str | None = None) -> Target:
-        key = (name, project if name == "google" else None)
+        key = self._key(name, project)
         with self._lock:
             if key not in self._targets:
                 self._targets[key] = self._open(name, project)
@@ -148,7 +148,7 @@ class Targets:
     def in_process(self, name: str, project: str | None = None) -> bool:
         """Whether NAME is an engine this process started: it stops when the run ends, pausing its jobs."""
         with self._lock:
-            target = self._targets.get((name, project if name == "google" else None))
+            target = self._targets.get(self._key(name, project))
         return target is not None and target.engine is not None
 
     def _open(self, name: str, project: str | None) -> Target:
