@@ -99,11 +99,18 @@ class Engine:
             )
         return row
 
+    def _render(
+        self, fn: Callable[..., dict[str, Any]], rows: list[dict[str, Any]], version: str
+    ) -> list[dict[str, Any]]:
+        """render.tuned_model or render.operation of each row, with its snapshots."""
+        snaps = self.store.snapshots([r["id"] for r in rows])
+        return [fn(r, snaps[r["id"]], version) for r in rows]
+
     def _tuned_model(self, row: dict[str, Any], version: str) -> dict[str, Any]:
-        return render.tuned_model(row, self.store.snapshots(row["id"]), version)
+        return self._render(render.tuned_model, [row], version)[0]
 
     def _operation(self, row: dict[str, Any], version: str) -> dict[str, Any]:
-        return render.operation(row, self.store.snapshots(row["id"]), version)
+        return self._render(render.operation, [row], version)[0]
 
     def create_tuned_model(self, ctx: Ctx, raw: dict[str, Any]) -> dict[str, Any]:
         v = ctx.version
@@ -193,15 +200,14 @@ class Engine:
                 text = f"{r['display_name']} {r['description']}".lower()
                 if all(w in text for w in words):
                     rows.append(r)
-        return self._page("tunedModels", rows, size, lambda r: self._tuned_model(r, ctx.version))
+        return self._page("tunedModels", render.tuned_model, rows, size, ctx.version)
 
-    @staticmethod
     def _page(
-        key: str, rows: list[dict[str, Any]], size: int, render_row: Callable[..., Any]
+        self, key: str, fn: Callable[..., dict[str, Any]], rows: list[dict[str, Any]], size: int, version: str
     ) -> dict[str, Any]:
         """A list response of the first `size` rows; a nextPageToken when more rows follow."""
         page = rows[:size]
-        out: dict[str, Any] = {key: [render_row(r) for r in page]}
+        out: dict[str, Any] = {key: self._render(fn, page, version)}
         if len(rows) > size:
             out["nextPageToken"] = validation.next_page_token(page[-1]["seq"])
         return out
@@ -246,7 +252,7 @@ class Engine:
             rows = self.store.list_models(
                 ctx.project, after_seq=validation.page_token(ctx.query), limit=size + 1
             )
-        return self._page("operations", rows, size, lambda r: self._operation(r, ctx.version))
+        return self._page("operations", render.operation, rows, size, ctx.version)
 
     def cancel_operation(self, ctx: Ctx, model_id: str, op_id: str, _body: object = None) -> dict[str, Any]:
         self._op_row(ctx, model_id, op_id)

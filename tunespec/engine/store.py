@@ -108,6 +108,9 @@ class Store:
         self.path = self.data_dir / DB_NAME
         self._local = threading.local()
         self._conn().executescript(_SCHEMA)
+        # Rows are read without the training data (large, read only by the worker: examples()).
+        columns = [r["name"] for r in self._conn().execute("PRAGMA table_info(tuned_models)")]
+        self._row_columns = ", ".join(c for c in columns if c != "examples")
 
     # ---- connections -------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -151,7 +154,7 @@ class Store:
             raise AlreadyExists(row["id"]) from exc
 
     def get_model(self, model_id: str) -> dict[str, Any] | None:
-        cur = self._conn().execute("SELECT * FROM tuned_models WHERE id = ?", (model_id,))
+        cur = self._conn().execute(f"SELECT {self._row_columns} FROM tuned_models WHERE id = ?", (model_id,))
         r = cur.fetchone()
         return dict(r) if r else None
 
@@ -165,7 +168,8 @@ class Store:
 
     def list_models(self, project: str, *, after_seq: int = 0, limit: int = 10) -> list[dict[str, Any]]:
         cur = self._conn().execute(
-            "SELECT * FROM tuned_models WHERE project = ? AND seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT {self._row_columns} FROM tuned_models "
+            "WHERE project = ? AND seq > ? ORDER BY seq LIMIT ?",
             (project, after_seq, limit),
         )
         return [dict(r) for r in cur.fetchall()]
@@ -180,16 +184,24 @@ class Store:
             db.execute("DELETE FROM tuned_models WHERE id = ?", (model_id,))
             db.execute("DELETE FROM snapshots WHERE model_id = ?", (model_id,))
 
-    def examples(self, row: dict[str, Any]) -> list[tuple[str, str]]:
-        return [tuple(e) for e in json.loads(row["examples"])]
+    def examples(self, model_id: str) -> list[tuple[str, str]]:
+        """A tuned model's training data as (text_input, output) pairs ([] once it is deleted)."""
+        r = self._conn().execute("SELECT examples FROM tuned_models WHERE id = ?", (model_id,)).fetchone()
+        return [tuple(e) for e in json.loads(r["examples"])] if r else []
 
     # ---- snapshots ---------------------------------------------------------------------------
-    def snapshots(self, model_id: str) -> list[dict[str, Any]]:
+    def snapshots(self, model_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each model's snapshots in step order, read in one query (a page lists up to 1000 models)."""
+        out: dict[str, list[dict[str, Any]]] = {i: [] for i in model_ids}
+        marks = ", ".join("?" for _ in model_ids)
         cur = self._conn().execute(
-            "SELECT step, epoch, mean_loss, compute_ns FROM snapshots WHERE model_id = ? ORDER BY step",
-            (model_id,),
+            "SELECT model_id, step, epoch, mean_loss, compute_ns FROM snapshots "
+            f"WHERE model_id IN ({marks}) ORDER BY model_id, step",
+            model_ids,
         )
-        return [dict(r) for r in cur.fetchall()]
+        for r in cur:
+            out[r["model_id"]].append({k: r[k] for k in ("step", "epoch", "mean_loss", "compute_ns")})
+        return out
 
     def add_snapshot(self, model_id: str, step: int, epoch: int, mean_loss: float, compute_ns: int) -> None:
         with self._tx() as db:

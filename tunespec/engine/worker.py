@@ -127,7 +127,7 @@ class Worker:
                 raise RuntimeError(f"the source tuned model's weights are missing ({init_dir})")
             req = train.TrainRequest(
                 base_dir=Path(base_dir),
-                examples=self.store.examples(job),
+                examples=self.store.examples(model_id),
                 epoch_count=job["epoch_count"],
                 batch_size=job["batch_size"],
                 learning_rate=job["effective_learning_rate"],
