@@ -14,7 +14,7 @@ import time
 import types
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -42,6 +42,7 @@ from tunespec.plan import (
     Plan,
     base_model_of,
     make_plan,
+    requested_hyperparameters,
     worst_exit_code,
 )
 from tunespec.progress import Progress, Reporter, next_poll_interval, progress_of, remaining_seconds
@@ -483,7 +484,7 @@ def build_report(job: JobPlan, result: JobResult, targets: Targets) -> dict[str,
         "operation": result.operation,
         "examples": len(job.examples),
         "hyperparameters": {
-            "requested": {k: v for k, v in asdict(job.spec.hyperparameters).items() if v is not None},
+            "requested": requested_hyperparameters(job.spec),
             "resolved": task.get("hyperparameters") or {},
         },
         "timings": {

@@ -57,9 +57,14 @@ def base_model_of(spec: JobSpec) -> str | None:
     return spec.base_model or (None if spec.source_model else DEFAULT_BASE_MODEL)
 
 
+def requested_hyperparameters(spec: JobSpec) -> dict[str, Any]:
+    """The hyperparameters the spec sets (snake_case), without those left to the service."""
+    return {k: v for k, v in asdict(spec.hyperparameters).items() if v is not None}
+
+
 def fingerprint(spec: JobSpec, examples: Iterable[Any], dialect: str) -> str:
     """10 lowercase base32 characters identifying the trained result of `spec` on `examples`."""
-    hyper = {k: v for k, v in asdict(spec.hyperparameters).items() if v is not None}
+    hyper = requested_hyperparameters(spec)
     doc = {
         "v": 1,
         "dialect": dialect,
