@@ -182,17 +182,10 @@ def junit_suite(report: Mapping[str, Any]) -> ET.Element:
     cases = failures = errors = skipped = 0
     total = 0.0
     ev = report.get("evaluation")
-    if not report.get("error") and not (ev or {}).get("prompts"):
-        # A job without evaluation prompts still shows up in a run's results, as one passed test.
-        ET.SubElement(
-            suite,
-            "testcase",
-            classname=job,
-            name="tuning",
-            time=f"{(report.get('timings') or {}).get('total_s', 0):.3f}",
-        )
-        cases += 1
-    if report.get("error") and not ev:
+    error = report.get("error")
+    # A job without evaluation prompts still shows up in a run's results, as one test: passed, or
+    # the error that ended it before an evaluation.
+    if (not error and not (ev or {}).get("prompts")) or (error and not ev):
         case = ET.SubElement(
             suite,
             "testcase",
@@ -200,16 +193,15 @@ def junit_suite(report: Mapping[str, Any]) -> ET.Element:
             name="tuning",
             time=f"{(report.get('timings') or {}).get('total_s', 0):.3f}",
         )
-        kind = "failure" if report.get("exit_code") == 3 else "error"
-        if report.get("skipped"):
-            kind = "skipped"
-            skipped += 1
-        ET.SubElement(
-            case, kind, message=str(report["error"])[:1000], type=report.get("error_type") or "Error"
-        )
         cases += 1
-        errors += kind == "error"
-        failures += kind == "failure"
+        if error:
+            kind = "failure" if report.get("exit_code") == 3 else "error"
+            if report.get("skipped"):
+                kind = "skipped"
+                skipped += 1
+            ET.SubElement(case, kind, message=str(error)[:1000], type=report.get("error_type") or "Error")
+            errors += kind == "error"
+            failures += kind == "failure"
     for p in (ev or {}).get("prompts", []):
         cases += 1
         total += p["seconds"]
