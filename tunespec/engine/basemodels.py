@@ -22,6 +22,7 @@ BUILTIN_OUTPUT_LIMIT = 512
 
 PALM_METHODS = ("generateText", "countTextTokens", "createTunedTextModel")
 GEMINI_METHODS = ("generateContent", "countTokens", "createTunedModel")
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "seq_length")  # a config's context length
 _NO_EXTRA: Mapping[str, Path] = {}
 _build_lock = threading.Lock()  # threads of one process; processes race on the rename
 
@@ -78,7 +79,8 @@ def _aliases(api_version: str) -> list[BaseModel]:
     ]
 
 
-def _model_name(name: str) -> str:
+def model_name(name: str) -> str:
+    """`name` with the `models/` prefix (given with or without it)."""
     return name if name.startswith("models/") else f"models/{name}"
 
 
@@ -88,7 +90,7 @@ def _positions(model_dir: Path) -> int:
         config = json.loads((model_dir / "config.json").read_text())
     except (OSError, ValueError):
         return 2048
-    for key in ("max_position_embeddings", "n_positions", "seq_length"):
+    for key in POSITION_KEYS:
         if isinstance(config.get(key), int) and config[key] > 0:
             return config[key]
     return 2048
@@ -97,7 +99,7 @@ def _positions(model_dir: Path) -> int:
 def _extra_entry(name: str, path: Path, api_version: str) -> BaseModel:
     positions = _positions(Path(path))
     return BaseModel(
-        name=_model_name(name), display_name=name.removeprefix("models/"), version="001",
+        name=model_name(name), display_name=name.removeprefix("models/"), version="001",
         description=(f"Hugging Face causal language model from {path}, registered with --model; "
                      "tuned with LoRA unless the spec asks for full fine-tuning of a small model."),
         input_token_limit=positions, output_token_limit=min(2048, max(1, positions // 4)),
@@ -125,7 +127,7 @@ def _hub_id(name: str) -> str | None:
 
 def get_base_model(name: str, api_version: str, extra: Mapping[str, Path] = _NO_EXTRA) -> BaseModel | None:
     """The catalog entry for `name` (with or without the `models/` prefix), or None."""
-    wanted = _model_name(name)
+    wanted = model_name(name)
     for model in list_base_models(api_version, extra):
         if model.name == wanted:
             return model
@@ -138,9 +140,9 @@ def get_base_model(name: str, api_version: str, extra: Mapping[str, Path] = _NO_
 
 
 def _extra_path(name: str, extra: Mapping[str, Path]) -> Path | None:
-    wanted = _model_name(name)
+    wanted = model_name(name)
     for key, path in extra.items():
-        if _model_name(key) == wanted:
+        if model_name(key) == wanted:
             return Path(path)
     return None
 
@@ -150,7 +152,7 @@ def materialize(name: str, data_dir: Path, extra: Mapping[str, Path] = _NO_EXTRA
 
     Safe when several processes race: each builds in its own temp dir and the first rename wins.
     """
-    wanted = _model_name(name)
+    wanted = model_name(name)
     path = _extra_path(name, extra)
     if path is not None:
         from tunespec.engine.modelio import check_model_dir

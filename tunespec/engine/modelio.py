@@ -90,8 +90,10 @@ def param_count(model) -> int:
 
 
 def max_positions(model) -> int | None:
+    from tunespec.engine.basemodels import POSITION_KEYS
+
     config = model.config
-    for key in ("max_position_embeddings", "n_positions", "seq_length"):
+    for key in POSITION_KEYS:
         value = getattr(config, key, None)
         if isinstance(value, int) and value > 0:
             return value

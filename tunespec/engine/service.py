@@ -127,7 +127,9 @@ class Engine:
             base_name, init_dir = src["base_model"], src["weights_dir"]
             source_name = f"tunedModels/{src['id']}"
         assert base_name is not None  # validation requires a base model or a source model
-        base_name = base_name if base_name.startswith("models/") else f"models/{base_name}"
+        from tunespec.engine.basemodels import model_name
+
+        base_name = model_name(base_name)
         base = self._base_model(base_name, v)
         method_name = "createTunedTextModel" if v == "v1beta3" else "createTunedModel"
         if base is None or method_name not in base.supported_generation_methods:
