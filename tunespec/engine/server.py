@@ -288,25 +288,17 @@ def start_background(
     )
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def live_engine(data_dir: Path | str) -> dict[str, Any] | None:
     """The `tunespec serve` recorded in DATA_DIR/engine.json, if it is alive and answering."""
+    from tunespec.engine.store import pid_alive
+
     path = Path(data_dir).expanduser() / ENGINE_FILE
     try:
         info = json.loads(path.read_text())
         url, pid = info["url"], int(info["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return None
     try:
         with urllib.request.urlopen(f"{url}/v1beta3/models?pageSize=1", timeout=2) as resp:

@@ -72,25 +72,28 @@ def owner_token() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this host runs (one of another user counts; a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child that nobody reaped yet still answers kill(0)
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
 def owner_is_dead(owner: str) -> bool:
     """True when `owner` names a process on this host that no longer runs."""
     try:
         host, pid, _ = owner.split(":")
     except ValueError:
         return True
-    if host != socket.gethostname():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:  # a killed child that nobody reaped yet still answers kill(0)
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return False
+    return host == socket.gethostname() and not pid_alive(int(pid))
 
 
 def _held(row: sqlite3.Row, now: float, is_dead: Callable[[str], bool]) -> bool:
