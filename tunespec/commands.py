@@ -10,11 +10,15 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tunespec.errors import EXIT_INVALID, EXIT_OK, EXIT_SERVICE, TunespecError
+
+if TYPE_CHECKING:
+    from tunespec.plan import JobPlan
+    from tunespec.targets import Targets
 
 STATUS_SCHEMA_VERSION = 1
 LIST_SCHEMA_VERSION = 1
@@ -170,55 +174,13 @@ def apply_command(
 
 
 def status_command(paths: Sequence[str], *, target: str | None, project: str | None, as_json: bool) -> int:
-    from tunespec.apply import find_operation
     from tunespec.plan import make_plan
     from tunespec.targets import Targets
 
-    jobs_out = []
     try:
         with Targets(on_retry=_retrying) as targets:
             plan = make_plan(list(paths), targets, target=target, project=project)
-            for job in plan.jobs:
-                entry: dict[str, Any] = {
-                    "job": job.spec.name,
-                    "spec": str(job.spec.path),
-                    "tuned_model": job.name,
-                    "plan": job.label,
-                    "target": job.target,
-                    "state": (job.model or {}).get("state"),
-                    "completed_steps": None,
-                    "total_steps": None,
-                    "completed_percent": None,
-                    "last_loss": None,
-                    "epoch": None,
-                    "superseded": job.superseded,
-                    "error": str(job.error) if job.error else None,
-                }
-                snaps = ((job.model or {}).get("tuningTask") or {}).get("snapshots") or []
-                if job.model is not None and not job.error:
-                    try:
-                        client = targets.client(job.target, job.dialect, job.project)
-                        op = (
-                            find_operation(client, job.name) if job.model.get("state") == "CREATING" else None
-                        )
-                    except TunespecError as exc:
-                        entry["error"], op = str(exc), None
-                    meta = (op or {}).get("metadata") or {}
-                    snaps = meta.get("snapshots") or snaps
-                    entry["total_steps"] = meta.get("totalSteps") or (
-                        snaps[-1]["step"] if snaps and job.model.get("state") == "ACTIVE" else None
-                    )
-                    entry["completed_steps"] = meta.get("completedSteps") or (
-                        snaps[-1].get("step") if snaps else 0
-                    )
-                    if entry["total_steps"]:
-                        entry["completed_percent"] = meta.get("completedPercent") or round(
-                            100.0 * entry["completed_steps"] / entry["total_steps"], 2
-                        )
-                if snaps:
-                    entry["last_loss"] = snaps[-1].get("meanLoss")
-                    entry["epoch"] = snaps[-1].get("epoch", 0)
-                jobs_out.append(entry)
+            jobs_out = [_status_entry(job, targets) for job in plan.jobs]
     except TunespecError as exc:
         return _fail(exc, as_json, "status")
     annotate_invalid(plan.invalid)
@@ -251,6 +213,48 @@ def status_command(paths: Sequence[str], *, target: str | None, project: str | N
     for item in plan.invalid:
         _err(f"invalid: {item.error}")
     return code
+
+
+def _status_entry(job: JobPlan, targets: Targets) -> dict[str, Any]:
+    """One job's line of `status`: its model's state and, while it tunes, its operation's progress."""
+    from tunespec.apply import find_operation
+
+    entry: dict[str, Any] = {
+        "job": job.spec.name,
+        "spec": str(job.spec.path),
+        "tuned_model": job.name,
+        "plan": job.label,
+        "target": job.target,
+        "state": (job.model or {}).get("state"),
+        "completed_steps": None,
+        "total_steps": None,
+        "completed_percent": None,
+        "last_loss": None,
+        "epoch": None,
+        "superseded": job.superseded,
+        "error": str(job.error) if job.error else None,
+    }
+    snaps = ((job.model or {}).get("tuningTask") or {}).get("snapshots") or []
+    if job.model is not None and not job.error:
+        try:
+            client = targets.client(job.target, job.dialect, job.project)
+            op = find_operation(client, job.name) if job.model.get("state") == "CREATING" else None
+        except TunespecError as exc:
+            entry["error"], op = str(exc), None
+        meta = (op or {}).get("metadata") or {}
+        snaps = meta.get("snapshots") or snaps
+        entry["total_steps"] = meta.get("totalSteps") or (
+            snaps[-1]["step"] if snaps and job.model.get("state") == "ACTIVE" else None
+        )
+        entry["completed_steps"] = meta.get("completedSteps") or (snaps[-1].get("step") if snaps else 0)
+        if entry["total_steps"]:
+            entry["completed_percent"] = meta.get("completedPercent") or round(
+                100.0 * entry["completed_steps"] / entry["total_steps"], 2
+            )
+    if snaps:
+        entry["last_loss"] = snaps[-1].get("meanLoss")
+        entry["epoch"] = snaps[-1].get("epoch", 0)
+    return entry
 
 
 # ---- list / delete -----------------------------------------------------------------------------
