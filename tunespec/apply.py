@@ -14,6 +14,7 @@ import time
 import types
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -629,9 +630,11 @@ def apply_specs(
     """
     env = dict(os.environ if env is None else env)
     reporter = Reporter(stream, progress=progress, env=env, quiet=quiet)
-    own = targets is None
-    targets = targets or Targets(env=env, on_retry=lambda m: reporter.message(f"retrying: {m}"))
-    try:
+    with (
+        nullcontext(targets)  # the caller's: left open
+        if targets is not None
+        else Targets(env=env, on_retry=lambda m: reporter.message(f"retrying: {m}"))
+    ) as targets:
         plan = make_plan(specs, targets, target=target, project=project)
         for invalid in plan.invalid:
             reporter.message(f"invalid: {invalid.error}")
@@ -650,9 +653,6 @@ def apply_specs(
             train=train,
             env=env,
         )
-    finally:
-        if own:
-            targets.close()
     outcome = ApplyResult(plan, results)
     path = Path(junit) if junit else combined_junit_path(results, plan)
     if path is not None:

@@ -14,6 +14,7 @@ import re
 import sys
 import types
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -365,13 +366,8 @@ def plan_specs(
     `target` overrides every spec's target (like `--target`); `project` is the project (Google's quota
     project, the local engine's scope).
     """
-    own = targets is None
-    targets = targets or Targets(env=env)
-    try:
-        return make_plan(specs, targets, target=target, project=project)
-    finally:
-        if own:
-            targets.close()
+    with nullcontext(targets) if targets is not None else Targets(env=env) as opened:
+        return make_plan(specs, opened, target=target, project=project)
 
 
 class _CallableModule(types.ModuleType):
