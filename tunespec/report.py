@@ -336,16 +336,16 @@ def write_reports(
         path = directory / FILES["json"]
         path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         written["json"] = path
-    markdown = render_markdown(report, png_name=FILES["png"] if png else None)
     if "markdown" in formats:
         path = directory / FILES["markdown"]
-        path.write_text(markdown, encoding="utf-8")
+        path.write_text(render_markdown(report, png_name=FILES["png"] if png else None), encoding="utf-8")
         written["markdown"] = path
     if "junit" in formats:
         path = directory / FILES["junit"]
         _write_xml([junit_suite(report)], path)
         written["junit"] = path
-    append_step_summary(render_markdown(report, png_name=None), env)
+    if env.get("GITHUB_STEP_SUMMARY"):
+        append_step_summary(render_markdown(report, png_name=None), env)
     return written
 
 
