@@ -2,15 +2,14 @@
 
 `python -m tunespec.engine.worker --data-dir DIR [--models JSON] [--parent-pid PID]`
 
-The engine starts one such process per concurrent job (`tunespec serve --workers N`); Hugging
-Face model loading is not thread-safe, so `--concurrency` (runner threads in one process) stays 1
-unless every base model is loaded beforehand. A runner claims the oldest CREATING job (an atomic
-UPDATE with a lease, renewed by a heartbeat), trains it with tunespec.engine.train, writes one
-snapshot per step, and ends it ACTIVE or FAILED. A cancelled job ends FAILED with the operation
-error code 1 (CANCELLED). On SIGTERM a running job checkpoints and goes back to the queue; after a
-crash (SIGKILL) the next worker sees the dead owner, reclaims the job and resumes from its last
-checkpoint. A job that crashes its worker three times ends FAILED instead of looping. The worker
-exits when its parent process dies.
+The engine starts one such process per concurrent job (`tunespec serve --workers N`): Hugging
+Face model loading is not thread-safe, so each process runs one job at a time. It claims the
+oldest CREATING job (an atomic UPDATE with a lease, renewed by a heartbeat), trains it with
+tunespec.engine.train, writes one snapshot per step, and ends it ACTIVE or FAILED. A cancelled
+job ends FAILED with the operation error code 1 (CANCELLED). On SIGTERM a running job checkpoints
+and goes back to the queue; after a crash (SIGKILL) the next worker sees the dead owner, reclaims
+the job and resumes from its last checkpoint. A job that crashes its worker three times ends
+FAILED instead of looping. The worker exits when its parent process dies.
 """
 
 from __future__ import annotations
@@ -43,13 +42,11 @@ class Worker:
         self,
         data_dir: Path,
         *,
-        concurrency: int = 1,
         extra_models: Mapping[str, Path] | None = None,
         parent_pid: int | None = None,
     ):
         self.data_dir = Path(data_dir)
         self.store = Store(self.data_dir)
-        self.concurrency = max(1, concurrency)
         self.extra = dict(extra_models or {})
         self.owner = owner_token()
         self.parent_pid = parent_pid
@@ -59,14 +56,10 @@ class Worker:
         self._stop.set()
 
     def run(self) -> None:
-        """Block until stopped: heartbeat + reaper in this thread, jobs in runner threads."""
+        """Block until stopped: heartbeat + reaper in this thread, jobs in the runner thread."""
         threading.Thread(target=self._warm_up, daemon=True).start()
-        runners = [
-            threading.Thread(target=self._runner, name=f"runner-{i}", daemon=True)
-            for i in range(self.concurrency)
-        ]
-        for t in runners:
-            t.start()
+        runner = threading.Thread(target=self._runner, name="runner", daemon=True)
+        runner.start()
         next_beat = 0.0
         while not self._stop.is_set():
             if self.parent_pid is not None and os.getppid() != self.parent_pid:
@@ -82,8 +75,7 @@ class Worker:
                     log.exception("heartbeat failed")
                 next_beat = time.monotonic() + HEARTBEAT_S
             self._stop.wait(0.25)
-        for t in runners:
-            t.join(timeout=30)
+        runner.join(timeout=30)
 
     @staticmethod
     def _warm_up() -> None:
@@ -203,7 +195,6 @@ class Worker:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tunespec.engine.worker")
     parser.add_argument("--data-dir", required=True, type=Path)
-    parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--models", default="{}", help="JSON object {name: path} of extra base models")
     parser.add_argument("--parent-pid", type=int, default=None)
     args = parser.parse_args(argv)
@@ -213,9 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s worker[%(process)d] %(levelname)s %(message)s",
     )
     extra = {k: Path(v) for k, v in json.loads(args.models).items()}
-    worker = Worker(
-        args.data_dir, concurrency=args.concurrency, extra_models=extra, parent_pid=args.parent_pid
-    )
+    worker = Worker(args.data_dir, extra_models=extra, parent_pid=args.parent_pid)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     worker.run()
