@@ -8,7 +8,6 @@ Generation runs in the caller's thread, through the generate module's model cach
 
 from __future__ import annotations
 
-import math
 import shutil
 import threading
 from collections.abc import Callable, Mapping
@@ -135,6 +134,8 @@ class Engine:
         if base is None or method_name not in base.supported_generation_methods:
             raise _model_not_found(base_name, v, method_name)
 
+        from tunespec.engine.train import total_steps
+
         n = len(req.examples)
         default_epochs, default_batch, recommended = _hyperparameter_defaults(v, n)
         epochs = req.epoch_count or default_epochs
@@ -165,7 +166,7 @@ class Engine:
             # "auto": the trainer picks full tuning for small models, LoRA for large ones
             "tuning_method": req.tuning_method or "auto",
             "example_count": n,
-            "total_steps": math.ceil(n * epochs / batch),
+            "total_steps": total_steps(n, epochs, batch),
             "examples": req.examples,
             "init_dir": init_dir,
         }
