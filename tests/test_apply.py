@@ -181,6 +181,30 @@ def test_failed_job_reports_the_service_message_and_exit_1(tmp_path, service):
     assert len(service.calls("DELETE", r"tunedModels/doomed-")) == 1
 
 
+def test_without_operations_apply_follows_the_model_state(tmp_path, service):
+    def faults() -> list[Fault]:  # a lost create answer -> 409 -> attach, with no operation to find
+        return [
+            Fault("POST", r"tunedModels$", None, after=True),
+            Fault("GET", r"/operations$", 501, body=error_body(501, "UNIMPLEMENTED", "no"), times=99),
+        ]
+
+    service.faults += faults()
+    spec = write_spec(tmp_path, service)
+    result = invoke("apply", str(spec))
+    assert result.exit_code == 0, result.output
+    assert "already exists; attaching" in result.stderr
+    assert [m["state"] for m in service.models.values()] == ["ACTIVE"]
+
+    service.fail_models = ("doomed",)
+    service.faults += faults()
+    doomed = write_spec(tmp_path, service, name="doomed")
+    result = invoke("apply", str(doomed))
+    assert result.exit_code == 1, result.output
+    assert "ended FAILED: the service gave no reason" in result.stderr
+    report = json.loads((tmp_path / "reports" / "doomed" / "report.json").read_text())
+    assert report["state"] == "FAILED"
+
+
 def test_evaluation_below_threshold_exits_3(tmp_path, service):
     spec = write_spec(tmp_path, service, threshold=0.9)
     result = invoke("apply", str(spec), env={"GITHUB_ACTIONS": "true"})

@@ -296,33 +296,29 @@ class Runner:
         total = predicted_total(job)
         last = Progress()
         first: int | None = None  # the step the job was at when this run began watching it (ETA)
+        watching = operation is not None and bool(operation.get("name"))
         while True:
             model: dict[str, Any] | None = None
-            if operation is not None and operation.get("name"):
+            if watching:  # the operation tells the progress; the model is read once it is done
                 operation = client.get_operation(operation["name"])
                 meta = operation.get("metadata") or {}
                 if operation.get("done"):
                     model = client.get_tuned_model(job.name)
-                    last = progress_of(meta, model, total)
-                    first = last.step if first is None else first
-                    self.reporter.progress(name, last, started, first)
-                    if operation.get("error"):
-                        result.model, result.state = model, model.get("state", "")
-                        raise _failed(job, operation["error"], model)
-                    return model
-                last = progress_of(meta, None, total)
-                first = last.step if first is None else first
-            else:
-                model = client.get_tuned_model(job.name)
-                last = progress_of({}, model, total)
-                first = last.step if first is None else first
-                if model.get("state") == "ACTIVE":
-                    self.reporter.progress(name, last, started, first)
-                    return model
+            else:  # no operation to watch: the model's state tells when the job ends
+                meta, model = {}, client.get_tuned_model(job.name)
                 if model.get("state") == "FAILED":
                     result.model, result.state = model, "FAILED"
                     raise _failed(job, None, model)
+            last = progress_of(meta, model, total)
+            first = last.step if first is None else first
             self.reporter.progress(name, last, started, first)
+            if watching and operation.get("done"):
+                if operation.get("error"):
+                    result.model, result.state = model, model.get("state", "")
+                    raise _failed(job, operation["error"], model)
+                return model
+            if not watching and model.get("state") == "ACTIVE":
+                return model
             if self.deadline is not None and time.monotonic() + interval > self.deadline:
                 raise JobFailedError(
                     f"{name}: timed out after {self.timeout:g}s waiting for {job.name} "
