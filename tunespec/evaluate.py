@@ -170,11 +170,10 @@ def evaluate(
     """Run every prompt of `evaluation` on `model` (a `tunedModels/...` or `models/...` name)."""
     started = time.monotonic()
     results = [PromptResult(p, i) for i, p in enumerate(evaluation.prompts)]
-    calls = [(r, k) for r in results for k in range(max(1, r.prompt.repeat))]
+    calls = [r for r in results for _ in range(max(1, r.prompt.repeat))]
     temp = evaluation.temperature if evaluation.temperature is not None else temperature
 
-    def run(call: tuple[PromptResult, int]) -> tuple[PromptResult, list[Trial], float]:
-        result, _ = call
+    def run(result: PromptResult) -> tuple[PromptResult, list[Trial], float]:
         t0 = time.monotonic()
         try:
             outputs = client.generate(
@@ -185,18 +184,12 @@ def evaluate(
                 max_output_tokens=evaluation.max_output_tokens,
             )
         except TunespecError as exc:
-            return result, [Trial(None, error=str(exc))], time.monotonic() - t0
-        if not outputs:
-            return (
-                result,
-                [Trial("", [AssertionResult("output", None, False, "the model returned no output")])],
-                time.monotonic() - t0,
-            )
-        return (
-            result,
-            [Trial(o, [check(a, o) for a in result.prompt.assertions]) for o in outputs],
-            time.monotonic() - t0,
-        )
+            trials = [Trial(None, error=str(exc))]
+        else:
+            trials = [Trial(o, [check(a, o) for a in result.prompt.assertions]) for o in outputs]
+            if not trials:
+                trials = [Trial("", [AssertionResult("output", None, False, "the model returned no output")])]
+        return result, trials, time.monotonic() - t0
 
     workers = max(1, min(evaluation.concurrency, len(calls) or 1))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tunespec-eval") as pool:
