@@ -27,12 +27,14 @@ AMBIENT = (
     "TUNESPEC_ENGINE_URL",
     "TUNESPEC_TARGET",
 )
+# What every run of the CLI in the tests gets: no model downloads, and CI's plain output.
+FIXED = {"HF_HUB_OFFLINE": "1", "CI": "true"}
 
 
 def cli_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """os.environ without the AMBIENT settings, offline and as in CI, then `env` on top."""
     inherited = {key: value for key, value in os.environ.items() if key not in AMBIENT}
-    return {**inherited, "HF_HUB_OFFLINE": "1", "CI": "true", **(env or {})}
+    return {**inherited, **FIXED, **(env or {})}
 
 
 def tunespec(
@@ -53,7 +55,5 @@ def start_tunespec(*args: str, cwd: Path, env: Mapping[str, str] | None = None) 
 
 def invoke(*args: str, env: Mapping[str, str] | None = None) -> Result:
     """Run `tunespec ARGS` in this process (CliRunner), in the same environment as `tunespec()`."""
-    overrides: dict[str, str | None] = {
-        **dict.fromkeys(AMBIENT), "HF_HUB_OFFLINE": "1", "CI": "true", **(env or {})
-    }
+    overrides: dict[str, str | None] = {**dict.fromkeys(AMBIENT), **FIXED, **(env or {})}
     return CliRunner().invoke(cli, list(args), env=overrides, catch_exceptions=False)
