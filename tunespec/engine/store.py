@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS tuned_models (
     epoch_count INTEGER NOT NULL, batch_size INTEGER NOT NULL,
     learning_rate REAL, learning_rate_multiplier REAL, effective_learning_rate REAL NOT NULL,
     tuning_method TEXT NOT NULL,
-    example_count INTEGER NOT NULL, total_steps INTEGER NOT NULL, completed_steps INTEGER NOT NULL DEFAULT 0,
+    example_count INTEGER NOT NULL, total_steps INTEGER NOT NULL,
     examples TEXT NOT NULL,
     init_dir TEXT, weights_dir TEXT,
     error_code INTEGER, error_message TEXT,
@@ -207,17 +207,13 @@ class Store:
         return out
 
     def add_snapshot(self, model_id: str, step: int, epoch: int, mean_loss: float, compute_ns: int) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
-                (model_id, step, epoch, float(mean_loss), compute_ns),
-            )
-            db.execute("UPDATE tuned_models SET completed_steps = ? WHERE id = ?", (step, model_id))
+        self._conn().execute(  # one statement: atomic without an explicit transaction
+            "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
+            (model_id, step, epoch, float(mean_loss), compute_ns),
+        )
 
     def delete_snapshots_after(self, model_id: str, step: int) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM snapshots WHERE model_id = ? AND step > ?", (model_id, step))
-            db.execute("UPDATE tuned_models SET completed_steps = ? WHERE id = ?", (step, model_id))
+        self._conn().execute("DELETE FROM snapshots WHERE model_id = ? AND step > ?", (model_id, step))
 
     # ---- the job queue -----------------------------------------------------------------------
     def claim_next(
