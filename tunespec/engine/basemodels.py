@@ -128,9 +128,12 @@ def _hub_id(name: str) -> str | None:
 def get_base_model(name: str, api_version: str, extra: Mapping[str, Path] = _NO_EXTRA) -> BaseModel | None:
     """The catalog entry for `name` (with or without the `models/` prefix), or None."""
     wanted = model_name(name)
-    for model in list_base_models(api_version, extra):
+    for model in (_builtin(api_version), *_aliases(api_version)):
         if model.name == wanted:
             return model
+    path = _extra_path(name, extra)  # reads only this model's config, not every registered one's
+    if path is not None:
+        return _extra_entry(name, path, api_version)
     hub = _hub_id(name)
     if hub is not None:
         entry = _extra_entry(hub, Path(hub), api_version)
