@@ -8,10 +8,8 @@ re-evaluate; CREATING: attach to the running operation) instead of submitting ag
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
-import types
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import nullcontext
@@ -42,6 +40,7 @@ from tunespec.plan import (
     JobPlan,
     Plan,
     base_model_of,
+    keep_callable,
     make_plan,
     requested_hyperparameters,
     worst_exit_code,
@@ -711,11 +710,4 @@ __all__ = [
 ]
 
 
-class _CallableModule(types.ModuleType):
-    """Importing `tunespec.apply` (this module) must not break the `tunespec.apply(...)` library call."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> ApplyResult:
-        return apply_specs(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+keep_callable(__name__, apply_specs)

@@ -13,7 +13,7 @@ import json
 import re
 import sys
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -370,11 +370,15 @@ def plan_specs(
         return make_plan(specs, opened, target=target, project=project)
 
 
-class _CallableModule(types.ModuleType):
-    """Importing `tunespec.plan` (this module) must not break the `tunespec.plan(...)` library call."""
+def keep_callable(module: str, call: Callable[..., Any]) -> None:
+    """Importing `tunespec.plan` or `tunespec.apply` puts the module where the `tunespec.plan(...)` /
+    `tunespec.apply(...)` library call was: calling the module keeps making that call."""
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Plan:
-        return plan_specs(*args, **kwargs)
+    class CallableModule(types.ModuleType):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return call(*args, **kwargs)
+
+    sys.modules[module].__class__ = CallableModule
 
 
-sys.modules[__name__].__class__ = _CallableModule
+keep_callable(__name__, plan_specs)
