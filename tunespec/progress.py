@@ -143,9 +143,8 @@ class Reporter:
         now = time.monotonic()
         last_time, last_step = self._last.get(job, (0.0, -1))
         finished = p.total and p.step >= p.total
-        if p.step == last_step or (
-            now - last_time < self.plain_every and not (finished and p.step != last_step) and last_step >= 0
-        ):
+        # A line for the first step seen, the last one, and a new step at most every `plain_every` seconds.
+        if p.step == last_step or (last_step >= 0 and now - last_time < self.plain_every and not finished):
             return
         self._last[job] = (now, p.step)
         elapsed = now - started
