@@ -41,3 +41,21 @@ def test_two_jobs_with_one_report_dir_are_an_error_before_anything_starts(tmp_pa
     (problem,) = caught.value.problems
     assert problem.file.endswith("beta.yaml") and problem.line == 2 and problem.key_path == "report.dir"
     assert "'alpha'" in problem.message and "{name}" in (problem.hint or "")
+
+
+def test_runner_dialect_follows_the_spec_rule():
+    """The runner, the spec checks and `render` agree on the API dialect of a job."""
+    from tunespec.spec.model import api_version_for
+    from tunespec.targets import dialect_for
+
+    cases = [
+        (None, "models/gemini-1.5-flash-001-tuning"),
+        (None, "models/text-bison-001"),
+        (None, None),  # source_model only: v1beta3 unless api_version says otherwise
+        ("v1beta", None),
+        ("v1beta3", "models/gemini-1.0-pro-001"),
+    ]
+    for api_version, base_model in cases:
+        assert dialect_for(api_version, base_model) == api_version_for(api_version, base_model)
+    assert dialect_for(None, "models/gemini-1.0-pro-001") == "v1beta"
+    assert dialect_for(None, None) == "v1beta3"

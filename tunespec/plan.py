@@ -248,7 +248,7 @@ def identify(
 ) -> JobPlan:
     """The job's identity and target, before asking the service anything."""
     examples = list(dataset.examples)
-    dialect = dialect_for(spec.api_version, spec.base_model, spec.source_model)
+    dialect = dialect_for(spec.api_version, spec.base_model)
     fp = fingerprint(spec, examples, dialect)
     return JobPlan(
         spec=spec,

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from tunespec.auth import PROJECT_ENV, Auth, engine_auth, google_auth
 from tunespec.client import DEFAULT_TIMEOUT, TuningClient, without_credentials
 from tunespec.errors import EXIT_INVALID, TunespecError
+from tunespec.spec.model import api_version_for
 
 GOOGLE_URL = "https://generativelanguage.googleapis.com"
 TARGET_ENV = "TUNESPEC_TARGET"
@@ -65,12 +66,9 @@ def target_name(
     return name
 
 
-def dialect_for(api_version: str | None, base_model: str | None, source_model: str | None = None) -> str:
-    """v1beta3 or v1beta: the spec's api_version, else what the base model speaks."""
-    if api_version:
-        return api_version
-    model = (base_model or source_model or "").lower()
-    return "v1beta" if "gemini" in model else "v1beta3"
+def dialect_for(api_version: str | None, base_model: str | None) -> str:
+    """v1beta3 or v1beta: the spec's rule (its api_version, else what the base model speaks)."""
+    return api_version_for(api_version, base_model)
 
 
 def default_engine_dir(env: Mapping[str, str] | None = None) -> Path:
