@@ -260,4 +260,17 @@ def test_patch_errors(engine) -> None:
         "INVALID_ARGUMENT",
         "display_name",
     )
+    # Sampling defaults keep the ranges they have at create time: PaLM temperatures stop at 1.
+    assert_error(
+        requests.patch(f"{base}?updateMask=temperature", json={"temperature": 1.5}),
+        400,
+        "INVALID_ARGUMENT",
+        "temperature must be in [0, 1]",
+    )
+    assert_error(
+        requests.patch(f"{base}?updateMask=topK", json={"topK": -1}), 400, "INVALID_ARGUMENT", "top_k"
+    )
+    assert_error(
+        requests.patch(f"{base}?updateMask=topP", json={"topP": 1.5}), 400, "INVALID_ARGUMENT", "top_p"
+    )
     wait_done(engine.url, op["name"])

@@ -220,7 +220,7 @@ class Engine:
 
     def update_tuned_model(self, ctx: Ctx, model_id: str, raw: dict[str, Any]) -> dict[str, Any]:
         row = self._owned(ctx, model_id)
-        fields = validation.patch_fields(raw, ctx.query.get("update_mask"))
+        fields = validation.patch_fields(raw, ctx.query.get("update_mask"), ctx.version)
         if fields:
             self.store.update_model(model_id, **fields, update_ns=max(now_ns(), row["update_ns"]))
         return self.get_tuned_model(ctx, model_id)

@@ -408,8 +408,11 @@ def _examples(task: dict[str, Any], bad: Callable[[str, str], None]) -> list[tup
 # ---- UpdateTunedModel ------------------------------------------------------------------------------
 
 
-def patch_fields(raw: dict[str, Any], update_mask: str | None) -> dict[str, Any]:
-    """The fields an UpdateTunedModel request sets: {snake_case name: new value} for each mask path."""
+def patch_fields(raw: dict[str, Any], update_mask: str | None, version: str) -> dict[str, Any]:
+    """The fields an UpdateTunedModel request sets: {snake_case name: new value} for each mask path.
+
+    Sampling defaults get the same ranges as at create time (temperature up to 1 on v1beta3, 2 on v1beta).
+    """
     _check_fields(raw, _TUNED_MODEL, "tuned_model")
     body = to_snake(raw)
     if not update_mask:
@@ -434,12 +437,12 @@ def patch_fields(raw: dict[str, Any], update_mask: str | None) -> dict[str, Any]
                 )
         elif path == "description":
             value = read_string(value, at) or ""
-        elif path == "top_k":
-            value = read_int(value, at)
         else:
-            value = read_number(value, at)
-            if value is not None and not 0 <= value <= (1 if path == "top_p" else 2):
-                raise invalid(f"{path} out of range (got {value:g})", at)
+            value = read_int(value, at) if path == "top_k" else read_number(value, at)
+            given = {"temperature": None, "top_p": None, "top_k": None, path: value}
+            problems = _sampling_problems(**given, max_temp=max_temperature(version))
+            if problems:
+                raise invalid(problems[0][1], at)
         fields[path] = value
     return fields
 
