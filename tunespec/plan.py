@@ -31,6 +31,7 @@ from tunespec.errors import (
 )
 from tunespec.spec import DEFAULT_BASE_MODEL, JobSpec
 from tunespec.targets import Targets, dialect_for, target_name
+from tunespec.validate import problem_json
 
 FINGERPRINT_LEN = 10
 MAX_ID_LEN = 40
@@ -163,17 +164,7 @@ class InvalidJob:
     def to_json(self) -> dict[str, Any]:
         return {
             "spec": str(self.path),
-            "problems": [
-                {
-                    "file": p.file,
-                    "line": p.line,
-                    "column": p.column,
-                    "key": p.key_path,
-                    "message": p.message,
-                    "hint": p.hint,
-                }
-                for p in self.error.problems
-            ],
+            "problems": [problem_json(p) for p in self.error.problems],
         }
 
 
