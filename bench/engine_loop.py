@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from tunespec.engine import basemodels, modelio, train
+from tunespec.tuning_api import total_steps
 
 QUICKSTART = [
     ("1", "2"), ("3", "4"), ("-3", "-2"), ("twenty two", "twenty three"), ("two hundred", "two hundred one"),
@@ -163,7 +164,7 @@ def main() -> None:
             r = compare(base, batch, epochs, args.reps, scratch)
             gflops = 6 * params * r["tokens"] * r["engine"] / 1e9
             results[batch] = (r, gflops)
-            steps = train.total_steps(len(QUICKSTART), epochs, batch)
+            steps = total_steps(len(QUICKSTART), epochs, batch)
             print(f"{batch:>5} {steps:>6} {r['engine']:>15.1f} {r['plain']:>14.1f} {r['ratio']:>6.2f} "
                   f"{r['textbook']:>17.1f} "
                   f"{r['sum_ratio']:>13.2f} {r['call']:>21.1f} {r['tokens']:>12.1f} {gflops:>8.2f}")

@@ -16,7 +16,7 @@ import pytest
 
 from tests.cli_helpers import invoke, start_tunespec
 from tests.fakeservice import FakeService, Fault, error_body
-from tunespec.plan import fingerprint, job_slug, tuned_model_id
+from tunespec.identity import fingerprint, job_slug, tuned_model_id
 
 SPEC = """\
 name: {name}
@@ -306,7 +306,7 @@ def test_no_secret_reaches_output_or_reports(tmp_path, service):
 
 
 def test_step_summary_is_capped(tmp_path):
-    from tunespec.report import STEP_SUMMARY_LIMIT, append_step_summary
+    from tunespec.github import STEP_SUMMARY_LIMIT, append_step_summary
 
     path = tmp_path / "s.md"
     path.write_text("x" * (STEP_SUMMARY_LIMIT - 1000))
@@ -589,7 +589,7 @@ def test_status_and_plan_show_the_retries_they_ride_out(tmp_path, service):
 
 
 def test_paths_outside_the_working_directory_are_shown_absolute_or_as_given(tmp_path, service):
-    from tunespec.apply import shown_path
+    from tunespec.errors import shown_path
 
     assert shown_path(tmp_path / "reports" / "x.md") == "reports/x.md"
     assert shown_path(tmp_path.parent / "elsewhere.md") == str(tmp_path.parent / "elsewhere.md")
@@ -607,3 +607,16 @@ def test_eta_is_the_pace_seen_so_far_and_none_before_a_step_or_after_the_end():
     assert remaining_seconds(10.0, Progress(step=12, total=305), from_step=12) is None
     assert remaining_seconds(10.0, Progress(step=305, total=305)) is None
     assert remaining_seconds(10.0, Progress(step=3, total=0)) is None
+
+
+@pytest.mark.parametrize(
+    "extra", [{}, {"tuning_method": "lora"}, {"tuning_method": "full", "api_version": "v1beta"}]
+)
+def test_render_prints_exactly_the_body_apply_sends(tmp_path, service, extra):
+    """`render` and `apply` build one body for the same target (engine-only fields included or not)."""
+    spec = write_spec(tmp_path, service, **extra)
+    rendered = invoke("render", "--json", str(spec))
+    assert rendered.exit_code == 0, rendered.output
+    invoke("apply", "--no-progress", str(spec))
+    (sent,) = service.calls("POST", r"tunedModels$")
+    assert json.loads(rendered.stdout)["request"] == sent.body

@@ -1,11 +1,11 @@
-"""Command helpers shared by plan, apply, status and list."""
+"""GitHub annotations shared by validate, plan, apply, status and list."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from tunespec.commands import annotate_invalid
 from tunespec.errors import Problem, SpecError
+from tunespec.github import annotate_invalid
 
 
 def test_invalid_specs_are_annotated_like_validate_does(capsys):

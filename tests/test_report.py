@@ -64,3 +64,36 @@ def test_markdown_hyperparameters_read_the_same_whoever_reported_them():
     resolved = summary(hyperparameters={"requested": {}, "resolved": {"epochCount": 2, "batchSize": 1}})
     line = "| Hyperparameters | epoch_count=2, batch_size=1 |"
     assert line in render_markdown(requested) and line in render_markdown(resolved)
+
+
+SNAPSHOTS = [{"step": 1, "epoch": 0, "meanLoss": 2.5}, {"step": 2, "epoch": 1, "meanLoss": 1.25}]
+
+
+def test_loss_png_is_drawn_when_the_plot_extra_is_installed(tmp_path: Path):
+    import json
+
+    from tunespec.report import write_reports
+
+    written = write_reports(summary(snapshots=SNAPSHOTS), tmp_path, env={})
+    assert written["png"].read_bytes()[:4] == b"\x89PNG"
+    assert "loss_plot_skipped" not in json.loads((tmp_path / "report.json").read_text())
+
+
+def test_without_matplotlib_the_reports_say_why_loss_png_is_missing(tmp_path: Path, monkeypatch):
+    """The light install has no matplotlib: every format says the plot was skipped and how to get it."""
+    import json
+    import sys
+
+    from tunespec.report import write_reports
+
+    (tmp_path / "loss.png").write_bytes(b"\x89PNG from an earlier run")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    written = write_reports(summary(snapshots=SNAPSHOTS), tmp_path, env={})
+    assert "png" not in written and not (tmp_path / "loss.png").exists()
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert "matplotlib is not installed" in doc["loss_plot_skipped"]
+    assert "tunespec[plot]" in doc["loss_plot_skipped"]
+    markdown = (tmp_path / "report.md").read_text()
+    assert "![loss curve]" not in markdown
+    assert "_loss.png not written: matplotlib is not installed" in markdown
+    assert "### Loss" in markdown  # the sparkline still shows the curve

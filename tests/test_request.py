@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from tunespec.datasets import Example, load_examples
-from tunespec.request import predicted_steps, render_request, resolve_api_version, spec_steps
+from tunespec.request import render_request, spec_steps
 from tunespec.spec import load_spec
+from tunespec.tuning_api import total_steps as predicted_steps
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +39,7 @@ def test_example_job_body():
     assert len(sent) == 15 and sent[0] == {"textInput": "1", "output": "2"}
     assert sent[9] == {"textInput": "10,100,000", "output": "10,100,001"}
     assert spec_steps(spec, len(examples)) == 450
-    assert resolve_api_version(spec) == "v1beta3"
+    assert spec.dialect == "v1beta3"
 
 
 def test_body_omits_unset_fields_and_uses_tuned_model_source(tmp_path: Path):
@@ -63,5 +64,18 @@ def test_api_version_follows_the_base_model(tmp_path: Path):
                     "hyperparameters: {batch_size: 4}\n"
                     "dataset:\n  examples: [{text_input: a, output: b}]\n", "utf-8")
     spec = load_spec(path, env={})
-    assert resolve_api_version(spec) == "v1beta"
+    assert spec.dialect == "v1beta"
     assert spec_steps(spec, 15) == 19  # default 5 epochs on v1beta
+
+
+def test_tuning_method_is_sent_to_every_target_but_googles():
+    """`tuningMethod` is the local engine's extension field: Google's service would reject it."""
+    import dataclasses
+
+    spec = load_spec(REPO / "jobs" / "number-generator.yaml")
+    examples = load_examples(spec).examples
+    assert "tuningMethod" not in render_request(spec, examples, target="local")  # unset: not sent
+    spec = dataclasses.replace(spec, tuning_method="full")
+    assert render_request(spec, examples, target="local")["tuningMethod"] == "full"
+    assert render_request(spec, examples, target="http://127.0.0.1:8765")["tuningMethod"] == "full"
+    assert "tuningMethod" not in render_request(spec, examples, target="google")

@@ -1,22 +1,26 @@
-"""tunespec: declarative, config-as-code runner for LLM tuning jobs."""
+"""tunespec: declarative, config-as-code runner for LLM tuning jobs.
+
+The library is two calls: `tunespec.plan(specs)` and `tunespec.apply(specs)` (see `tunespec.api`).
+They are imported on first use, so that `import tunespec` (and the CLI's start) stays light.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from tunespec.version import __version__
+
+if TYPE_CHECKING:
+    from tunespec.api import apply, plan
+
 __all__ = ["__version__", "apply", "plan"]
 
 
-def apply(*args: Any, **kwargs: Any) -> Any:
-    """Apply job specs (see `tunespec.apply.apply_specs`)."""
-    from tunespec.apply import apply_specs
+def __getattr__(name: str) -> Any:
+    if name in ("apply", "plan"):
+        from tunespec import api
 
-    return apply_specs(*args, **kwargs)
-
-
-def plan(*args: Any, **kwargs: Any) -> Any:
-    """Plan job specs without changing anything (see `tunespec.plan.plan_specs`)."""
-    from tunespec.plan import plan_specs
-
-    return plan_specs(*args, **kwargs)
+        value = getattr(api, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tunespec' has no attribute {name!r}")

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from tunespec import __version__
 from tunespec.auth import Auth
 from tunespec.errors import ApiError
+from tunespec.version import __version__
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_TIMEOUT = 60.0
@@ -296,6 +296,17 @@ class TuningClient:
             if exc.http_status == 404:
                 return None
             raise
+
+    def find_operation(self, tuned_model: str) -> dict[str, Any] | None:
+        """The model's running operation (else its latest one), or None when the service lists none."""
+        try:
+            operations = self.list_operations(tuned_model)
+        except ApiError as exc:
+            if exc.http_status in (400, 404, 405, 501):
+                return None
+            raise
+        running = [o for o in operations if not o.get("done")]
+        return (running or operations or [None])[-1]
 
     def list_tuned_models(self, *, filter: str | None = None) -> list[dict[str, Any]]:
         return list(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunespec.errors import DatasetError, Problem
+from tunespec.errors import DatasetError, Problem, describe, shown_path
 
 if TYPE_CHECKING:
     from tunespec.spec import DatasetSpec, JobSpec
@@ -259,7 +259,7 @@ def _jsonl_rows(text: str, log: ProblemLog) -> Iterator[Row]:
                     key_path=f"row {number}", summary="lines that are not valid JSON")
             continue
         if not isinstance(value, dict):
-            log.add("shape", f"expected a JSON object, got {_describe(value)}", line=line_no,
+            log.add("shape", f"expected a JSON object, got {describe(value, json_terms=True)}", line=line_no,
                     key_path=f"row {number}", summary="lines that are not JSON objects")
             continue
         yield Row(number, line_no, value)
@@ -282,30 +282,16 @@ def _json_rows(text: str, log: ProblemLog) -> Iterator[Row]:
             yield Row(i, None, dict(zip(keys, cells, strict=True)))
         return
     if not isinstance(value, list):
-        log.add("shape", f"expected a list of objects or a mapping of columns, got {_describe(value)}",
-                line=1, column=1)
+        got = describe(value, json_terms=True)
+        log.add("shape", f"expected a list of objects or a mapping of columns, got {got}", line=1, column=1)
         return
     for i, item in enumerate(value, 1):
         row = Row(i, None, item if isinstance(item, dict) else {})
         if not isinstance(item, dict):
-            log.add("shape", f"expected a JSON object, got {_describe(item)}", row=row,
+            log.add("shape", f"expected a JSON object, got {describe(item, json_terms=True)}", row=row,
                     summary="items that are not JSON objects")
             continue
         yield row
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean {json.dumps(value)}"
-    if isinstance(value, (int, float)):
-        return f"number {json.dumps(value)}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return f"{type(value).__name__} {value!r}"
 
 
 def missing_column_hint(name: str, present: Sequence[str]) -> str:
@@ -368,7 +354,8 @@ def _examples_from_rows(rows: Iterator[Row], input_column: str, output_column: s
                                    (output_column, output, MAX_OUTPUT_CHARS)):
             if not isinstance(value, str):
                 hint = f'write it as a string: "{value}"' if isinstance(value, (int, float)) else ""
-                log.add("type", f"{name!r} must be a string, got {_describe(value)}", row=row, hint=hint,
+                got = describe(value, json_terms=True)
+                log.add("type", f"{name!r} must be a string, got {got}", row=row, hint=hint,
                         summary=f"rows whose {name!r} is not a string")
                 ok = False
             elif not value.strip():
@@ -462,7 +449,7 @@ def load_examples(spec: JobSpec) -> DatasetResult:
     ds = spec.dataset
     if ds.inline_examples is not None:
         lines = [spec.lines.get(f"dataset.examples[{i}]") for i in range(len(ds.inline_examples))]
-        return examples_from_inline(ds.inline_examples, display_path(spec.path), lines)
+        return examples_from_inline(ds.inline_examples, shown_path(spec.path), lines)
     if ds.path is None:
         raise DatasetError([Problem(str(spec.path), "no dataset: set dataset.path or dataset.examples",
                                     line=spec.lines.get("dataset"), key_path="dataset")])
@@ -473,12 +460,4 @@ def read_dataset_file(ds: DatasetSpec) -> DatasetResult:
     """The examples in the file that `dataset.path` names, read with the spec's dataset settings."""
     assert ds.path is not None
     return read_examples(ds.path, format=ds.format, input_column=ds.input_column,
-                         output_column=ds.output_column, display_path=display_path(ds.path))
-
-
-def display_path(path: Path) -> str:
-    """`path` relative to the working directory when it is below it, else absolute."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+                         output_column=ds.output_column, display_path=shown_path(ds.path))

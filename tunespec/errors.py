@@ -1,20 +1,66 @@
-"""Failures users read: one exception type per kind, each with a documented exit code.
-
-Exit codes (also in the README):
-  0  success
-  1  service error, or the tuning job ended FAILED / cancelled
-  2  invalid spec or dataset (and command-line usage errors)
-  3  evaluation pass rate below the spec's threshold
-"""
+"""Failures users read: one exception type per kind, each with an exit code from `EXIT_CODES`."""
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 EXIT_OK = 0
 EXIT_SERVICE = 1
 EXIT_INVALID = 2
 EXIT_EVAL_BELOW_THRESHOLD = 3
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = {  # the one table: `tunespec --help` prints it, the README repeats it
+    EXIT_OK: "success",
+    EXIT_SERVICE: "service error, or a tuning job ended FAILED / was cancelled / timed out",
+    EXIT_INVALID: "invalid spec or dataset, or bad command-line usage",
+    EXIT_EVAL_BELOW_THRESHOLD: "evaluation pass rate below the spec's threshold",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM); `apply` again attaches to the job",
+}
+_SEVERITY = {EXIT_SERVICE: 3, EXIT_INVALID: 2, EXIT_EVAL_BELOW_THRESHOLD: 1, EXIT_OK: 0}
+
+
+def worst_exit_code(codes: Iterable[int]) -> int:
+    """A run's exit code: 1 (service / job failed) over 2 (invalid) over 3 (below threshold) over 0."""
+    return max(codes, key=lambda c: _SEVERITY.get(c, 3), default=EXIT_OK)
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """PATH as messages show it: relative to the working directory when it lies below it, else absolute."""
+    absolute = os.path.abspath(path)
+    try:
+        relative = os.path.relpath(absolute)
+    except ValueError:  # another drive
+        return absolute
+    return absolute if relative == os.pardir or relative.startswith(os.pardir + os.sep) else relative
+
+
+def describe(value: Any, *, json_terms: bool = False) -> str:
+    """A value as an error message shows it: "integer 3", "string 'abc'", "a list".
+
+    `json_terms` names values the way a JSON or CSV dataset holds them ("null", "number 7", "an object").
+    """
+    if value is None:
+        return "null" if json_terms else "nothing (null)"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, (int, float)) and json_terms:
+        return f"number {json.dumps(value)}"
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"number {value}"
+    if isinstance(value, str) and not json_terms:
+        return f"string {value!r}" if len(value) <= 40 else f"a string of {len(value)} characters"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object" if json_terms else "a mapping"
+    return f"{type(value).__name__} {value!r}" if json_terms else type(value).__name__
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,8 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from tunespec.client import TuningClient
 from tunespec.errors import TunespecError
 from tunespec.spec import Assertion, EvalPrompt, Evaluation
 
@@ -164,8 +163,14 @@ def check(assertion: Assertion, output: str) -> AssertionResult:
     return AssertionResult(assertion.label, _plain(value), ok, message)
 
 
+class Generator(Protocol):
+    """Anything that answers a prompt with candidate texts (a `TuningService`, a `TuningClient`)."""
+
+    def generate(self, model: str, prompt: str, **options: Any) -> list[str]: ...
+
+
 def evaluate(
-    client: TuningClient, model: str, evaluation: Evaluation, *, temperature: float | None = None
+    client: Generator, model: str, evaluation: Evaluation, *, temperature: float | None = None
 ) -> EvalResult:
     """Run every prompt of `evaluation` on `model` (a `tunedModels/...` or `models/...` name)."""
     started = time.monotonic()

@@ -1,8 +1,8 @@
 """Showing a job's progress while it tunes: a progress bar on a terminal, plain lines otherwise.
 
-`Reporter` prints progress and messages (stderr by default); `progress_of` reads a `Progress` from an
-operation's metadata or a tuned model's snapshots; `remaining_seconds` is the ETA both the display and
-the poll interval use; `next_poll_interval` backs off without sleeping far past the expected end.
+`Reporter` prints a `Progress` (read from the service by `resources.progress_of`) and messages, on
+stderr by default; `remaining_seconds` is the ETA both the display and the poll interval use;
+`next_poll_interval` backs off without sleeping far past the expected end.
 """
 
 from __future__ import annotations
@@ -12,36 +12,9 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, TextIO
 
-
-@dataclass
-class Progress:
-    """Where a tuning job stands."""
-
-    step: int = 0
-    total: int = 0
-    percent: float = 0.0
-    epoch: int = 0
-    loss: float | None = None
-    state: str = ""
-
-
-def progress_of(meta: Mapping[str, Any], model: Mapping[str, Any] | None, total: int) -> Progress:
-    snaps = list(meta.get("snapshots") or ((model or {}).get("tuningTask") or {}).get("snapshots") or [])
-    last = snaps[-1] if snaps else {}
-    total = int(meta.get("totalSteps") or total or 0)
-    step = int(meta.get("completedSteps") or last.get("step") or 0)
-    percent = float(meta.get("completedPercent") or (100.0 * step / total if total else 0.0))
-    return Progress(
-        step=step,
-        total=total,
-        percent=percent,
-        epoch=int(last.get("epoch") or 0),
-        loss=last.get("meanLoss"),
-        state=(model or {}).get("state", ""),
-    )
+from tunespec.resources import Progress
 
 
 def next_poll_interval(interval: float, cap: float, eta: float | None, near: float = 1.0) -> float:

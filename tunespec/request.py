@@ -2,6 +2,7 @@
 
 The body uses the lowerCamelCase JSON of Google's wire format (the service also accepts snake_case);
 fields left out of the spec are left out of the body, so the service applies its own defaults.
+`render` prints this body and `apply` sends it, for the same target.
 """
 
 from __future__ import annotations
@@ -11,26 +12,15 @@ from typing import Any
 
 from tunespec.datasets import Example
 from tunespec.spec import JobSpec
-from tunespec.spec.model import api_version_for
+from tunespec.tuning_api import total_steps
 
 DEFAULT_EPOCHS = {"v1beta3": 10, "v1beta": 5}  # the services' documented defaults
-
-
-def resolve_api_version(spec: JobSpec) -> str:
-    """The spec's api_version, else v1beta for Gemini base models and v1beta3 otherwise."""
-    return api_version_for(spec.api_version, spec.base_model)
-
-
-def predicted_steps(n: int, epochs: int, batch: int) -> int:
-    """Training steps the service runs: ceil(examples x epochs / batch_size)."""
-    if n < 0 or epochs < 1 or batch < 1:
-        raise ValueError(f"need n >= 0, epochs >= 1 and batch >= 1, got {n}, {epochs}, {batch}")
-    return -(-n * epochs // batch)  # exact integer ceil
+GOOGLE_TARGET = "google"  # Google's service knows no engine extension fields such as tuningMethod
 
 
 def spec_epochs(spec: JobSpec) -> int:
     """The epochs `spec` trains for: its epoch_count, else the service's default."""
-    return spec.hyperparameters.epoch_count or DEFAULT_EPOCHS[resolve_api_version(spec)]
+    return spec.hyperparameters.epoch_count or DEFAULT_EPOCHS[spec.dialect]
 
 
 def spec_steps(spec: JobSpec, n: int) -> int | None:
@@ -38,11 +28,14 @@ def spec_steps(spec: JobSpec, n: int) -> int | None:
     batch_size = spec.hyperparameters.batch_size
     if batch_size is None:
         return None
-    return predicted_steps(n, spec_epochs(spec), batch_size)
+    return total_steps(n, spec_epochs(spec), batch_size)
 
 
-def render_request(spec: JobSpec, examples: Sequence[Example]) -> dict[str, Any]:
-    """The CreateTunedModel body (a TunedModel) for `spec`, with `examples` as the training data."""
+def render_request(spec: JobSpec, examples: Sequence[Example], *, target: str = "local") -> dict[str, Any]:
+    """The CreateTunedModel body (a TunedModel) for `spec` on `target`, with `examples` as training data.
+
+    `tuningMethod` is the local engine's extension field: it goes to every target but Google's.
+    """
     body: dict[str, Any] = {}
     if spec.display_name is not None:
         body["displayName"] = spec.display_name
@@ -65,4 +58,6 @@ def render_request(spec: JobSpec, examples: Sequence[Example]) -> dict[str, Any]
     task["trainingData"] = {"examples": {"examples": [
         {"textInput": e.text_input, "output": e.output} for e in examples]}}
     body["tuningTask"] = task
+    if spec.tuning_method and target != GOOGLE_TARGET:
+        body["tuningMethod"] = spec.tuning_method
     return body

@@ -1,8 +1,11 @@
-"""Where jobs run: `local` (the engine, in-process or at $TUNESPEC_ENGINE_URL), `google`, or any URL.
+"""Where jobs run: `local` (the engine), `google`, or any URL.
+
+`local` is the engine at $TUNESPEC_ENGINE_URL, else a `tunespec serve` already running on the data
+dir, else an engine started in this process.
 
 The target is chosen by `--target`, else $TUNESPEC_TARGET, else the spec's `target:` (default
-`local`). The API dialect comes from the spec's `api_version`, else from the base model (Gemini
-models speak v1beta, PaLM models v1beta3).
+`local`). `Targets` opens each target once per run and hands out one client and one service
+(`tunespec.service`) per target, project and API dialect (`JobSpec.dialect`).
 """
 
 from __future__ import annotations
@@ -18,12 +21,11 @@ from urllib.parse import urlsplit
 from tunespec.auth import PROJECT_ENV, Auth, engine_auth, google_auth
 from tunespec.client import DEFAULT_TIMEOUT, TuningClient, without_credentials
 from tunespec.errors import EXIT_INVALID, TunespecError
-from tunespec.spec.model import api_version_for
+from tunespec.service import GenerativeLanguageService, TuningService
 
 GOOGLE_URL = "https://generativelanguage.googleapis.com"
 TARGET_ENV = "TUNESPEC_TARGET"
 ENGINE_URL_ENV = "TUNESPEC_ENGINE_URL"
-ENGINE_DIR_ENV = "TUNESPEC_ENGINE_DIR"
 _ENGINE_DEPENDENCIES = {
     "torch",
     "transformers",
@@ -66,25 +68,13 @@ def target_name(
     return name
 
 
-def dialect_for(api_version: str | None, base_model: str | None) -> str:
-    """v1beta3 or v1beta: the spec's rule (its api_version, else what the base model speaks)."""
-    return api_version_for(api_version, base_model)
-
-
-def default_engine_dir(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    if env.get(ENGINE_DIR_ENV):
-        return Path(env[ENGINE_DIR_ENV]).expanduser()
-    data_home = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "tunespec" / "engine"
-
-
 def start_local_engine(data_dir: Path) -> Any:
-    """Start the local engine in this process on a free loopback port (needs the `local` extra)."""
+    """The local engine on `data_dir`: the `tunespec serve` running on it (its stop() leaves it running),
+    else one started in this process on a free loopback port (needs the `local` extra)."""
     try:
-        from tunespec.engine.server import start_background
+        from tunespec.engine.server import find_or_start
 
-        return start_background(data_dir, host="127.0.0.1", port=0)
+        return find_or_start(data_dir, host="127.0.0.1", port=0)
     except ModuleNotFoundError as exc:
         missing = (exc.name or "").split(".")[0]
         if missing in _ENGINE_DEPENDENCIES or (exc.name or "").startswith("tunespec.engine"):
@@ -129,6 +119,7 @@ class Targets:
         self.engine_dir = engine_dir
         self._targets: dict[tuple[str, str | None], Target] = {}
         self._clients: dict[tuple[str, str | None, str], TuningClient] = {}
+        self._services: dict[TuningClient, TuningService] = {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -142,6 +133,13 @@ class Targets:
             if key not in self._targets:
                 self._targets[key] = self._open(name, project)
             return self._targets[key]
+
+    def describe(self, name: str, project: str | None = None) -> dict[str, str]:
+        """The target as reports tell it (no secrets); only its name when it cannot be opened."""
+        try:
+            return self.target(name, project).describe()
+        except TunespecError:
+            return {"name": name, "url": "", "auth": ""}
 
     def in_process(self, name: str, project: str | None = None) -> bool:
         """Whether NAME is an engine this process started: it stops when the run ends, pausing its jobs."""
@@ -162,8 +160,19 @@ class Targets:
                         "the local engine in-process"
                     )
                 return Target(name, url.rstrip("/"), engine_auth(self.env))
-            engine = start_local_engine(self.engine_dir or default_engine_dir(self.env))
-            return Target(name, engine.url, engine_auth({}), engine=engine)
+            from tunespec.auth import ENGINE_TOKEN_ENV
+            from tunespec.engine.datadir import default_data_dir
+
+            engine = start_local_engine(self.engine_dir or default_data_dir(self.env))
+            if engine.owned:
+                return Target(name, engine.url, engine_auth({}), engine=engine)
+            # a running `tunespec serve` on the same data dir: it outlives this run (not in-process)
+            if engine.auth and not self.env.get(ENGINE_TOKEN_ENV):
+                raise TargetError(
+                    f"the engine at {engine.url} (`tunespec serve` on {engine.data_dir}) needs a token: "
+                    f"set {ENGINE_TOKEN_ENV} to one of its --token-file tokens"
+                )
+            return Target(name, engine.url, engine_auth(self.env))
         return Target(name, name.rstrip("/"), engine_auth(self.env))
 
     def project(self, name: str, project: str | None = None) -> str | None:
@@ -192,6 +201,14 @@ class Targets:
                 )
             return self._clients[key]
 
+    def service(self, name: str, dialect: str, project: str | None = None) -> TuningService:
+        """The service behind `client(name, dialect, project)`, reading its answers as parsed resources."""
+        client = self.client(name, dialect, project)
+        with self._lock:
+            if client not in self._services:
+                self._services[client] = GenerativeLanguageService(client)
+            return self._services[client]
+
     def close(self) -> None:
         for client in self._clients.values():
             client.close()
@@ -199,6 +216,7 @@ class Targets:
             if target.engine is not None:
                 target.engine.stop()
         self._clients.clear()
+        self._services.clear()
         self._targets.clear()
 
     def __enter__(self) -> Targets:

@@ -98,22 +98,3 @@ def results_json(results: list[FileResult]) -> dict[str, Any]:
                    "warnings": [problem_json(p) for p in r.warnings],
                    "examples": stats(r.stats)} for r in results],
     }
-
-
-def _escape(text: str, *, prop: bool = False) -> str:
-    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    return text.replace(":", "%3A").replace(",", "%2C") if prop else text
-
-
-def github_annotation(problem: Problem) -> str:
-    """A GitHub Actions workflow command (`::error file=...,line=...,col=...::message`)."""
-    level = "warning" if problem.severity == "warning" else "error"
-    props = [f"file={_escape(problem.file, prop=True)}"]
-    if problem.line is not None:
-        props.append(f"line={problem.line}")
-        if problem.column is not None:
-            props.append(f"col={problem.column}")
-    text = f"{problem.key_path}: {problem.message}" if problem.key_path else problem.message
-    if problem.hint:
-        text += f" ({problem.hint})"
-    return f"::{level} {','.join(props)}::{_escape(text)}"

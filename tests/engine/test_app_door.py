@@ -11,6 +11,7 @@ import requests
 from tests.cli_helpers import tunespec
 from tests.engine.engine_helpers import ServeProcess, assert_error, create_body, wait_done
 from tunespec.engine.server import EngineStartError, find_or_start, start_background
+from tunespec.targets import TargetError, Targets
 
 pytestmark = pytest.mark.slow
 
@@ -126,3 +127,43 @@ def test_find_or_start_reuses_a_running_serve(tmp_path: Path) -> None:
     with find_or_start(tmp_path / "data") as own:
         assert own.owned and own.url != served.url
         assert requests.get(f"{own.url}/v1beta3/models").status_code == 200
+
+
+def test_target_local_reuses_the_serve_running_on_its_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    served = ServeProcess(data)
+    try:
+        recorded = (data / "engine.json").read_text()
+        with Targets(env={"TUNESPEC_ENGINE_DIR": str(data)}) as targets:
+            target = targets.target("local")
+            assert target.url == served.url
+            assert not targets.in_process("local")  # its jobs outlive this run
+            assert requests.get(f"{target.url}/v1beta3/models", headers=target.auth.headers()).ok
+        assert (data / "engine.json").read_text() == recorded  # no second engine recorded itself
+        assert not (data / "logs" / "worker.log").exists()  # no in-process engine started its workers
+        assert requests.get(f"{served.url}/v1beta3/models").status_code == 200  # close() left it running
+    finally:
+        served.stop()
+
+
+def test_target_local_needs_a_token_for_a_serve_with_a_token_file(tmp_path: Path) -> None:
+    token_file = tmp_path / "tokens.txt"
+    token_file.write_text("local-secret\n")
+    data = tmp_path / "data"
+    served = ServeProcess(data, "--token-file", str(token_file))
+    try:
+        with Targets(env={"TUNESPEC_ENGINE_DIR": str(data)}) as targets:
+            with pytest.raises(TargetError) as info:
+                targets.target("local")
+            message = str(info.value)
+            assert f"the engine at {served.url}" in message and "needs a token" in message
+            assert "TUNESPEC_ENGINE_TOKEN" in message and "\n" not in message
+        env = {"TUNESPEC_ENGINE_DIR": str(data), "TUNESPEC_ENGINE_TOKEN": "local-secret"}
+        with Targets(env=env) as targets:
+            target = targets.target("local")
+            assert target.url == served.url
+            url = f"{target.url}/v1beta3/tunedModels"
+            assert requests.get(url, headers=target.auth.headers()).status_code == 200
+            assert requests.get(url).status_code == 401
+    finally:
+        served.stop()

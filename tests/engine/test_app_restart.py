@@ -53,7 +53,7 @@ def test_sigkill_during_training_then_restart(tmp_path: Path) -> None:
         assert gen.status_code == 200 and "output" in gen.json()["candidates"][0]
 
         resumed = wait_done(url, long_op["name"], timeout=240)
-        # the issue allows "resumes or ends FAILED with a clear error"; this engine resumes
+        # "resumes or ends FAILED with a clear error" are both acceptable; this engine resumes
         assert "error" not in resumed, resumed["error"]
         assert resumed["response"]["state"] == "ACTIVE"
         steps = [s["step"] for s in resumed["metadata"]["snapshots"]]

@@ -10,7 +10,8 @@ import pytest
 
 from tunespec.engine import ids
 from tunespec.engine.store import Store
-from tunespec.engine.wire import ApiException, Enum, Present, compact, parse_body, rfc3339, to_snake
+from tunespec.engine.wire import ApiException, Enum, Present, compact, parse_body, rfc3339
+from tunespec.tuning_api import to_snake, valid_tuned_model_id
 
 
 def test_trailing_commas_are_tolerated_but_garbage_is_not() -> None:
@@ -86,13 +87,13 @@ def test_timestamps_are_rfc3339_utc() -> None:
 def test_ids_follow_googles_observed_derivation(display: str, prefix: str) -> None:
     tid = ids.tuned_model_id(display)
     assert tid.startswith(prefix) and re.fullmatch(r"[a-z0-9]{12}", tid[len(prefix) :])
-    assert ids.valid_tuned_model_id(tid)
+    assert valid_tuned_model_id(tid)
 
 
 @pytest.mark.parametrize("display", ["", "   ", "!!!", "9 lives", "x" * 40, "Ünïcode wörds 2024"])
 def test_ids_are_always_valid(display: str) -> None:
     tid = ids.tuned_model_id(display)
-    assert ids.valid_tuned_model_id(tid) and len(tid) <= 40, tid
+    assert valid_tuned_model_id(tid) and len(tid) <= 40, tid
     assert re.fullmatch(r"[a-z0-9]{12}", ids.operation_id())
 
 

@@ -8,17 +8,16 @@ from pathlib import Path
 import pytest
 
 from tunespec.engine import basemodels, modelio
+from tunespec.engine.generate import count_tokens, generate
 from tunespec.engine.train import (
     TrainingStopped,
     TrainRequest,
     checkpoint_step,
-    count_tokens,
     epoch_of,
     example_stream,
-    generate,
-    total_steps,
     train,
 )
+from tunespec.tuning_api import total_steps
 
 QUICKSTART = [
     ("1", "2"), ("3", "4"), ("-3", "-2"), ("twenty two", "twenty three"), ("two hundred", "two hundred one"),
@@ -57,7 +56,8 @@ def run(req: TrainRequest, work_dir: Path, stop_after: int | None = None, **kwar
 def weights(model_dir: Path) -> dict:
     from safetensors.torch import load_file
 
-    name = "adapter_model.safetensors" if modelio.is_adapter(model_dir) else "model.safetensors"
+    lora = modelio.read_meta(model_dir).get("kind") == "lora"
+    name = "adapter_model.safetensors" if lora else "model.safetensors"
     return load_file(model_dir / name)
 
 

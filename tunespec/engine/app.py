@@ -21,7 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tunespec.engine.door import resolve_project
 from tunespec.engine.render import VERSIONS
 from tunespec.engine.service import Ctx, Engine
-from tunespec.engine.wire import ApiException, compact, parse_body, snake, wants_int_enums
+from tunespec.engine.wire import ApiException, compact, parse_body, wants_int_enums
+from tunespec.tuning_api import snake
 
 log = logging.getLogger("tunespec.engine")
 

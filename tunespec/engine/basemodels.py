@@ -15,6 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tunespec.engine.modelio import META, POSITION_KEYS, check_model_dir
+from tunespec.engine.runtime import downloads_allowed
+
 BUILTIN = "models/tunespec-byte-tiny"
 BUILTIN_DIR = "tunespec-byte-tiny-001"
 BUILTIN_INPUT_LIMIT = 1536
@@ -22,7 +25,6 @@ BUILTIN_OUTPUT_LIMIT = 512
 
 PALM_METHODS = ("generateText", "countTextTokens", "createTunedTextModel")
 GEMINI_METHODS = ("generateContent", "countTokens", "createTunedModel")
-POSITION_KEYS = ("max_position_embeddings", "n_positions", "seq_length")  # a config's context length
 _NO_EXTRA: Mapping[str, Path] = {}
 _build_lock = threading.Lock()  # threads of one process; processes race on the rename
 
@@ -117,8 +119,6 @@ def list_base_models(api_version: str, extra: Mapping[str, Path] = _NO_EXTRA) ->
 
 def _hub_id(name: str) -> str | None:
     """`org/repo` (optionally as `models/org/repo`) when downloads are allowed, else None."""
-    from tunespec.engine.runtime import downloads_allowed
-
     bare = name.removeprefix("models/")
     if downloads_allowed() and bare.count("/") == 1 and all(bare.split("/")):
         return bare
@@ -158,8 +158,6 @@ def materialize(name: str, data_dir: Path, extra: Mapping[str, Path] = _NO_EXTRA
     wanted = model_name(name)
     path = _extra_path(name, extra)
     if path is not None:
-        from tunespec.engine.modelio import check_model_dir
-
         return check_model_dir(path)
     if wanted == BUILTIN or any(m.name == wanted for m in _aliases("v1beta3") + _aliases("v1beta")):
         return _materialize_builtin(Path(data_dir))
@@ -171,8 +169,6 @@ def materialize(name: str, data_dir: Path, extra: Mapping[str, Path] = _NO_EXTRA
 
 
 def _materialize_builtin(data_dir: Path) -> Path:
-    from tunespec.engine.modelio import META
-
     final = data_dir / "models" / BUILTIN_DIR
     if (final / META).is_file():
         return final
@@ -183,8 +179,6 @@ def _materialize_builtin(data_dir: Path) -> Path:
 
 
 def _build_builtin(final: Path) -> None:
-    from tunespec.engine.modelio import META
-
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{BUILTIN_DIR}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunespec.engine import runtime
-
-runtime.configure()
+from tunespec.engine import modelio  # imported before Hugging Face: it runs runtime.configure()
 
 PAD, BOS, EOS, SEP = "<pad>", "<bos>", "<eos>", "<sep>"
 SPECIALS = (PAD, BOS, EOS, SEP)  # ids 0, 1, 2, 3; the 256 bytes follow
@@ -57,8 +55,6 @@ def build_model(tokenizer):
 
 def write(target: Path) -> None:
     """Save tokenizer + model (safetensors) + the engine's marker file into `target`."""
-    from tunespec.engine import modelio
-
     tokenizer = build_tokenizer()
     model = build_model(tokenizer)
     model.save_pretrained(target)

@@ -1,19 +1,49 @@
 """The door: who may call the engine, and on behalf of which project.
 
-With no token file every caller is let in (the project comes from `x-goog-user-project`, else
-`default`). With one, each request must carry a listed token as a bearer token, an `access_token`,
-or an API key (`x-goog-api-key` / `key`), answered with Google's errors when it does not.
+An engine listens on a loopback address only, unless a token file names who may call
+(`load_tokens`). With no token file every caller is let in (the project comes from
+`x-goog-user-project`, else `default`). With one, each request must carry a listed token as a
+bearer token, an `access_token`, or an API key (`x-goog-api-key` / `key`), answered with Google's
+errors when it does not.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 
 from tunespec.engine.wire import ApiException
 
 DEFAULT_PROJECT = "default"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_tokens(host: str, token_file: Path | str | None) -> dict[str, str | None] | None:
+    """The door's rule for listening on `host`: the token file's tokens, or None (open) on loopback.
+
+    Raises ValueError for a non-loopback address without a token file, or a token file that
+    cannot be read or parsed.
+    """
+    if token_file is None:
+        if not is_loopback(host):
+            raise ValueError(
+                f"refusing to listen on {host} without --token-file: any address other than 127.0.0.1 "
+                "is reachable from other machines. Pass --token-file FILE (lines 'TOKEN [PROJECT]') or "
+                "bind 127.0.0.1."
+            )
+        return None
+    return parse_token_file(Path(token_file))
 
 
 def parse_token_file(path: Path) -> dict[str, str | None]:

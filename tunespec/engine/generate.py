@@ -14,8 +14,6 @@ from pathlib import Path
 
 from tunespec.engine import modelio, runtime
 
-runtime.configure()
-
 CACHE_SIZE = 8
 MAX_CANDIDATES = 8
 

@@ -1,4 +1,4 @@
-"""Resource ids the way Google's service makes them."""
+"""Resource ids the way Google's service makes them (their shape and limit: tunespec.tuning_api)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import re
 import secrets
 import string
 
+from tunespec.tuning_api import TUNED_MODEL_ID_MAX_LEN
+
 _ALPHABET = string.ascii_lowercase + string.digits
-TUNED_MODEL_ID_RE = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
-MAX_ID = 40
 
 
 def random_suffix(length: int = 12) -> str:
@@ -35,14 +35,10 @@ def tuned_model_id(display_name: str | None) -> str:
     suffix = random_suffix(12)
     if not base:
         return secrets.choice(string.ascii_lowercase) + random_suffix(11)
-    base = base[: MAX_ID - 13].rstrip("-")
+    base = base[: TUNED_MODEL_ID_MAX_LEN - 13].rstrip("-")
     return f"{base}-{suffix}"
 
 
 def operation_id() -> str:
     """12 random [a-z0-9] (observed: `xvyx09sjxlmh`)."""
     return random_suffix(12)
-
-
-def valid_tuned_model_id(value: str) -> bool:
-    return bool(TUNED_MODEL_ID_RE.match(value))

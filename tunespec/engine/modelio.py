@@ -1,8 +1,10 @@
 """Model directories: the marker file, loading tokenizers and models, the prompt format.
 
 A model directory is either a Hugging Face causal LM (config, tokenizer, safetensors weights)
-or a LoRA adapter whose `tunespec.json` names the full model directory it applies to (see resolve). The prompt
-format is the same for training and generation:
+or a LoRA adapter whose `tunespec.json` names the full model directory it applies to (see
+resolve). Every engine path to Hugging Face code goes through this module, so importing it runs
+runtime.configure() (once per process); it imports no torch itself. The prompt format is the
+same for training and generation:
 
     [bos] + tokens(input) + separator + tokens(output) + [eos]
 
@@ -23,6 +25,7 @@ from tunespec.engine import runtime
 runtime.configure()
 
 META = "tunespec.json"
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "seq_length")  # a config's context length
 TEXT_SEPARATOR = "\n"
 IGNORE = -100
 
@@ -81,17 +84,11 @@ def resolve(model_dir: Path) -> tuple[Path, Path | None]:
     return check_model_dir(source / meta["base_dir"]), source
 
 
-def is_adapter(model_dir: Path) -> bool:
-    return read_meta(model_dir).get("kind") == "lora"
-
-
 def param_count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
 def max_positions(model) -> int | None:
-    from tunespec.engine.basemodels import POSITION_KEYS
-
     config = model.config
     for key in POSITION_KEYS:
         value = getattr(config, key, None)

@@ -1,15 +1,19 @@
 """Process setup shared by the engine's PyTorch code: offline Hugging Face, device choice.
 
-`configure()` must run before transformers / huggingface_hub are imported; every engine module
-that imports them calls it at import time. The network stays off unless the user opts in with
+`configure()` must run before transformers / huggingface_hub are imported. It runs once per
+process: modelio, the module every engine path to Hugging Face goes through, calls it when it is
+imported, and later calls return at once. The network stays off unless the user opts in with
 TUNESPEC_ALLOW_DOWNLOAD=1.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 
 ALLOW_DOWNLOAD_ENV = "TUNESPEC_ALLOW_DOWNLOAD"
+_configured = False
+_lock = threading.Lock()
 
 
 def downloads_allowed() -> bool:
@@ -18,15 +22,20 @@ def downloads_allowed() -> bool:
 
 
 def configure() -> None:
-    """Keep transformers offline (unless opted in), quiet and free of telemetry."""
-    offline = "0" if downloads_allowed() else "1"  # the explicit opt-in wins over an inherited setting
-    os.environ["HF_HUB_OFFLINE"] = offline
-    os.environ["TRANSFORMERS_OFFLINE"] = offline
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    """Keep transformers offline (unless opted in), quiet and free of telemetry; once per process."""
+    global _configured
+    with _lock:
+        if _configured:
+            return
+        offline = "0" if downloads_allowed() else "1"  # the explicit opt-in wins over an inherited setting
+        os.environ["HF_HUB_OFFLINE"] = offline
+        os.environ["TRANSFORMERS_OFFLINE"] = offline
+        os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        _configured = True
 
 
 def device():
@@ -34,6 +43,3 @@ def device():
     import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-configure()

@@ -18,6 +18,7 @@ from typing import Any
 from tunespec.engine import ids, render, validation
 from tunespec.engine.store import AlreadyExists, Store
 from tunespec.engine.wire import ApiException, now_ns
+from tunespec.tuning_api import total_steps
 
 SMALL_DATASET = 500  # examples; below it the smaller-dataset defaults apply
 
@@ -133,8 +134,6 @@ class Engine:
         method_name = "createTunedTextModel" if v == "v1beta3" else "createTunedModel"
         if base is None or method_name not in base.supported_generation_methods:
             raise _model_not_found(base_name, v, method_name)
-
-        from tunespec.engine.train import total_steps
 
         n = len(req.examples)
         default_epochs, default_batch, recommended = _hyperparameter_defaults(v, n)
@@ -303,10 +302,10 @@ class Engine:
         }
 
     def _generate(self, model_dir: Path, prompt: str, sampling: dict[str, Any]) -> list[str]:
-        from tunespec.engine import train
+        from tunespec.engine import generate
 
         with self._gen_lock:
-            return train.generate(model_dir, prompt, **sampling)
+            return generate.generate(model_dir, prompt, **sampling)
 
     def generate_text(self, ctx: Ctx, name: str, raw: dict[str, Any], *, kind: str) -> dict[str, Any]:
         """generateText on `kind/name` ("models" or "tunedModels")."""

@@ -21,14 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunespec.engine import modelio, runtime
-from tunespec.engine.generate import count_tokens, generate
-
-runtime.configure()
-
-__all__ = [
-    "TrainRequest", "TrainingStopped", "checkpoint_step", "count_tokens", "epoch_of", "generate",
-    "total_steps", "train",
-]
+from tunespec.tuning_api import total_steps
 
 LORA_ABOVE_PARAMS = 200_000_000  # "auto" tunes bigger models with LoRA
 LORA_RANK, LORA_ALPHA = 8, 16
@@ -56,11 +49,6 @@ class TrainRequest:
     seed: int = 0
     init_dir: Path | None = None  # a tuned model to continue from
     data_dir: Path | None = None  # the engine's data dir: a LoRA base inside it is recorded relative
-
-
-def total_steps(n: int, epochs: int, batch: int) -> int:
-    """ceil(N*E/B): the number of steps Google's service reports as totalSteps."""
-    return -(-n * epochs // batch)
 
 
 def epoch_of(step: int, batch: int, n: int) -> int:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tunespec.engine import ids
-from tunespec.engine.wire import invalid, snake, to_snake
+from tunespec.engine.wire import invalid
+from tunespec.tuning_api import TUNED_MODEL_ID_RULE, snake, to_snake, valid_tuned_model_id
 
 MAX_DISPLAY_NAME = 40
 MAX_INPUT_CHARS = 40_000
@@ -25,7 +25,9 @@ MAX_CANDIDATES = 8
 MAX_STOP_SEQUENCES = 5
 PATCHABLE = ("display_name", "description", "temperature", "top_p", "top_k")
 
-# ---- request schemas (snake_case field names; None = scalar, dict = message, [x] = repeated) ------
+# ---- request schemas ------------------------------------------------------------------------------
+# snake_case field names; None: a field not looked into further, dict: a message, [x]: repeated.
+# They follow Google's protos (tests/engine/test_field_tables.py checks them against them).
 _EXAMPLE = {"text_input": None, "output": None}
 _TUNED_MODEL = {
     "name": None,
@@ -61,9 +63,8 @@ _SAMPLING = {
     "candidate_count": None,
     "max_output_tokens": None,
     "stop_sequences": None,
-    "safety_settings": None,
 }
-_GENERATE_TEXT = {"prompt": {"text": None}, "model": None, **_SAMPLING}
+_GENERATE_TEXT = {"prompt": {"text": None}, "model": None, "safety_settings": None, **_SAMPLING}
 _GENERATE_CONTENT = {
     "model": None,
     "contents": [{"role": None, "parts": [{"text": None}]}],
@@ -285,13 +286,9 @@ def tuning_request(raw: dict[str, Any], version: str, tuned_model_id: str | None
     def bad(field: str, message: str) -> None:
         violations.append((field, message))
 
-    if tuned_model_id is not None and not ids.valid_tuned_model_id(tuned_model_id):
-        bad(
-            "tuned_model_id",
-            f"tunedModelId {tuned_model_id!r} is invalid: it must match "
-            "[a-z]([a-z0-9-]{0,38}[a-z0-9])? (1-40 characters, lowercase letters, digits and '-', "
-            "starting with a letter)",
-        )
+    if tuned_model_id is not None and not valid_tuned_model_id(tuned_model_id):
+        message = f"tunedModelId {tuned_model_id!r} is invalid: it must match {TUNED_MODEL_ID_RULE}"
+        bad("tuned_model_id", message)
     display_name = read_string(body.get("display_name"), "tuned_model.display_name") or ""
     if len(display_name) > MAX_DISPLAY_NAME:
         bad(

@@ -1,15 +1,14 @@
-"""Google's JSON wire format: lenient parsing, case mapping, timestamps, enums, errors.
+"""Google's JSON wire format: lenient parsing, timestamps, enums, errors.
 
-Requests may use lowerCamelCase or snake_case keys (even mixed) and may carry trailing commas
-(Google's parser accepts the quickstart's `"epoch_count":3, }`). Responses use lowerCamelCase,
-omit default values, write timestamps as RFC 3339 UTC and enums as names, or as numbers when the
-request carries `$alt=json;enum-encoding=int`.
+Requests may use lowerCamelCase or snake_case keys, even mixed (tunespec.tuning_api.to_snake maps
+them), and may carry trailing commas (Google's parser accepts the quickstart's `"epoch_count":3, }`).
+Responses use lowerCamelCase, omit default values, write timestamps as RFC 3339 UTC and enums as
+names, or as numbers when the request carries `$alt=json;enum-encoding=int`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -29,25 +28,6 @@ STATUS_HTTP = {
     "UNIMPLEMENTED": 501,
     "UNAVAILABLE": 503,
     "DEADLINE_EXCEEDED": 504,
-}
-RPC_CODE = {
-    "OK": 0,
-    "CANCELLED": 1,
-    "UNKNOWN": 2,
-    "INVALID_ARGUMENT": 3,
-    "DEADLINE_EXCEEDED": 4,
-    "NOT_FOUND": 5,
-    "ALREADY_EXISTS": 6,
-    "PERMISSION_DENIED": 7,
-    "RESOURCE_EXHAUSTED": 8,
-    "FAILED_PRECONDITION": 9,
-    "ABORTED": 10,
-    "OUT_OF_RANGE": 11,
-    "UNIMPLEMENTED": 12,
-    "INTERNAL": 13,
-    "UNAVAILABLE": 14,
-    "DATA_LOSS": 15,
-    "UNAUTHENTICATED": 16,
 }
 
 
@@ -156,31 +136,6 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(value, dict):
         raise invalid("Invalid JSON payload received. Expected a JSON object at the top level.")
-    return value
-
-
-# ---- case mapping --------------------------------------------------------------------------------
-
-_CAMEL_RE = re.compile(r"(?<=[a-z0-9])([A-Z])")
-
-
-def snake(key: str) -> str:
-    """`textInput` -> `text_input` (snake_case input passes through)."""
-    return _CAMEL_RE.sub(lambda m: "_" + m.group(1).lower(), key)
-
-
-def camel(key: str) -> str:
-    """`text_input` -> `textInput`."""
-    head, *rest = key.split("_")
-    return head + "".join(p[:1].upper() + p[1:] for p in rest)
-
-
-def to_snake(value: Any) -> Any:
-    """Recursively snake_case every object key of a request body (`@type` kept)."""
-    if isinstance(value, dict):
-        return {(k if k.startswith("@") else snake(k)): to_snake(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [to_snake(v) for v in value]
     return value
 
 

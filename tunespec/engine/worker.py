@@ -2,8 +2,9 @@
 
 `python -m tunespec.engine.worker --data-dir DIR [--models JSON] [--parent-pid PID]`
 
-The engine starts one such process per concurrent job (`tunespec serve --workers N`): Hugging
-Face model loading is not thread-safe, so each process runs one job at a time. It claims the
+The engine starts one such process per concurrent job (`tunespec serve --workers N`) and keeps
+them alive with a WorkerSupervisor (below): Hugging Face model loading is not thread-safe, so each
+process runs one job at a time. It claims the
 oldest CREATING job (an atomic UPDATE with a lease, renewed by a heartbeat), trains it with
 tunespec.engine.train, writes one snapshot per step, and ends it ACTIVE or FAILED. A cancelled
 job ends FAILED with the operation error code 1 (CANCELLED). On SIGTERM a running job checkpoints
@@ -20,6 +21,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -31,6 +33,7 @@ from tunespec.engine.store import CANCEL_MESSAGE, LEASE_S, Store, owner_token
 from tunespec.engine.wire import now_ns
 
 log = logging.getLogger("tunespec.engine.worker")
+supervisor_log = logging.getLogger("tunespec.engine")
 POLL_S = 0.2
 HEARTBEAT_S = 2.0
 
@@ -190,6 +193,83 @@ class Worker:
         self.store.finish(
             model_id, self.owner, state="FAILED", now_ns=now_ns(), error_code=13, error_message=message
         )
+
+
+class WorkerSupervisor:
+    """Keeps `count` worker processes alive (restarting any that dies) until stopped.
+
+    Concurrency is one process per job: Hugging Face model loading is not thread-safe, and
+    separate processes keep one job's crash from taking the others down.
+    """
+
+    def __init__(
+        self, data_dir: Path, *, count: int, extra_models: Mapping[str, Path], log_path: Path | None
+    ):
+        self.data_dir = data_dir
+        self.count = max(1, count)
+        self.extra = {k: str(v) for k, v in extra_models.items()}
+        self.log_path = log_path
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="tunespec-worker-supervisor", daemon=True)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "tunespec.engine.worker",
+            "--data-dir",
+            str(self.data_dir),
+            "--models",
+            json.dumps(self.extra),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
+        env = dict(os.environ)
+        if self.count > 1 and "OMP_NUM_THREADS" not in env:  # share the cores instead of oversubscribing
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.count))
+        out: Any = None
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        try:
+            return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
+        finally:
+            if out is not None:
+                out.close()
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def start(self) -> None:
+        self.procs = [self._spawn() for _ in range(self.count)]
+        self._thread.start()
+
+    def _loop(self) -> None:
+        delay = 0.5
+        while not self._stop.wait(0.5):
+            for i, proc in enumerate(self.procs):
+                if proc.poll() is not None and not self._stop.is_set():
+                    supervisor_log.warning("training worker exited with %s; restarting it", proc.returncode)
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 10)
+                    if not self._stop.is_set():
+                        self.procs[i] = self._spawn()
+
+    def stop(self, timeout: float = 15) -> None:
+        self._stop.set()
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
 
 
 def main(argv: list[str] | None = None) -> None:

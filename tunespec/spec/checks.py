@@ -8,7 +8,7 @@ from typing import Any
 
 from tunespec.datasets import infer_format
 from tunespec.spec.locations import KeyPath, LocatedDoc, Problems, walk
-from tunespec.spec.model import ASSERTION_KEYS, api_version_for
+from tunespec.spec.model import ASSERTION_KEYS, dialect_for
 
 
 def check_semantics(doc: LocatedDoc, problems: Problems) -> None:
@@ -18,7 +18,7 @@ def check_semantics(doc: LocatedDoc, problems: Problems) -> None:
         problems.add(doc, ("source_model",), "base_model and source_model are mutually exclusive",
                      "a job tunes a base model or continues from a tuned model, not both", key=True)
     hp = data.get("hyperparameters")
-    api_version = api_version_for(data.get("api_version"), data.get("base_model"))
+    api_version = dialect_for(data.get("api_version"), data.get("base_model"))
     if isinstance(hp, dict):
         if "learning_rate" in hp and "learning_rate_multiplier" in hp:
             problems.add(doc, ("hyperparameters", "learning_rate_multiplier"),

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tunespec.datasets import display_path
+from tunespec.errors import shown_path
 from tunespec.spec.located_yaml import parse
 from tunespec.spec.locations import LocatedDoc, Problems, walk
 
@@ -15,7 +15,7 @@ def load_tree(path: Path, env: Mapping[str, str], problems: Problems,
               chain: tuple[Path, ...] = ()) -> tuple[LocatedDoc | None, tuple[Path, ...]]:
     """Parse `path` and, if it `extends:` another file, merge it over that file. Returns the doc and
     the files it extends (nearest first)."""
-    doc = parse(path, display_path(path), env, problems)
+    doc = parse(path, shown_path(path), env, problems)
     if doc is None or not isinstance(doc.data, dict) or "extends" not in doc.data:
         return doc, ()
     ref = doc.data.pop("extends")
@@ -25,7 +25,7 @@ def load_tree(path: Path, env: Mapping[str, str], problems: Problems,
     elif not isinstance(ref, str) or not ref:
         problems.at(where, "extends", "expected a path to another spec file")
     elif (base_path := (path.parent / ref).resolve()) in (*chain, path.resolve()):
-        cycle = " -> ".join(display_path(p) for p in (*chain, path.resolve(), base_path))
+        cycle = " -> ".join(shown_path(p) for p in (*chain, path.resolve(), base_path))
         problems.at(where, "extends", f"extends cycle: {cycle}")
     elif not base_path.is_file():
         problems.at(where, "extends", f"no such file: {ref}", f"resolved to {base_path}")

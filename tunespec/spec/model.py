@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunespec.tuning_api import TUNED_MODEL_ID_MAX_LEN
+
 DEFAULT_BASE_MODEL = "models/text-bison-001"
 API_VERSIONS = ("v1beta3", "v1beta")
 ASSERTION_KINDS = ("equals", "contains", "icontains", "starts_with", "regex", "one_of")
 ASSERTION_KEYS = ASSERTION_KINDS + tuple(f"not_{kind}" for kind in ASSERTION_KINDS)
 ID_SUFFIX_CHARS = 11  # "-" + the 10-character fingerprint the runner appends to `name`
-MAX_TUNED_MODEL_ID = 40  # the API's limit; the schema caps `name` at 40 - 11 = 29 characters
+MAX_TUNED_MODEL_ID = TUNED_MODEL_ID_MAX_LEN  # the schema caps `name` at 40 - 11 = 29 characters
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,11 @@ class JobSpec:
     lines: dict[str, int] = field(default_factory=dict)  # key path -> line, for annotations
     extends: tuple[Path, ...] = ()  # the files this spec extends, nearest first
 
+    @property
+    def dialect(self) -> str:
+        """The API dialect the job speaks (v1beta3 or v1beta): see `dialect_for`."""
+        return dialect_for(self.api_version, self.base_model)
+
 
 def assertions_of(items: Iterable[tuple[str, Any]]) -> tuple[Assertion, ...]:
     """The assertions among a prompt's (key, value) items: `not_contains: x` is a negated `contains`."""
@@ -109,7 +116,7 @@ def assertions_of(items: Iterable[tuple[str, Any]]) -> tuple[Assertion, ...]:
     return tuple(out)
 
 
-def api_version_for(api_version: object, base_model: object) -> str:
+def dialect_for(api_version: object, base_model: object) -> str:
     """A job's API dialect: its api_version, else v1beta for a Gemini base model and v1beta3 otherwise.
 
     Takes raw values so that the checks can ask before the spec is known to be valid.

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunespec.datasets import ProblemLog, display_path, infer_format, read_rows
-from tunespec.errors import Problem
+from tunespec.datasets import ProblemLog, infer_format, read_rows
+from tunespec.errors import Problem, describe, shown_path
 from tunespec.spec.checks import regex_problem
 from tunespec.spec.locations import Problems
 from tunespec.spec.model import ASSERTION_KEYS, EvalPrompt, assertions_of
-from tunespec.spec.schema_check import describe, unknown_key_hint
+from tunespec.spec.schema_check import unknown_key_hint
 
 _COLUMNS = ("input", "name", "repeat", *ASSERTION_KEYS)
 _WHERE = "evaluation.prompts[]"  # the spec objects that the rows stand for
@@ -17,7 +17,7 @@ _WHERE = "evaluation.prompts[]"  # the spec objects that the rows stand for
 
 def read_prompts_file(path: Path, problems: Problems) -> list[EvalPrompt]:
     """Prompts from a CSV/TSV/JSONL file: column input, optional name/repeat, one column per assertion."""
-    shown = display_path(path)
+    shown = shown_path(path)
     log = ProblemLog(shown)
     fmt = infer_format(path) or "csv"
     try:

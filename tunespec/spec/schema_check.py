@@ -8,7 +8,9 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from tunespec.errors import describe
 from tunespec.spec.locations import KeyPath, LocatedDoc, Problems
+from tunespec.tuning_api import snake as camel_to_snake
 
 
 @lru_cache(maxsize=1)
@@ -71,7 +73,7 @@ def _key_homes() -> dict[str, list[str]]:
 
 
 def _camel_to_snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).replace("-", "_").lower()
+    return camel_to_snake(name).replace("-", "_").lower()
 
 
 def unknown_key_hint(key: str, allowed: list[str], here: str) -> str:
@@ -112,25 +114,6 @@ def _check_unknown_keys(data: Any, node: dict[str, Any], path: KeyPath, doc: Loc
 _TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number",
                "boolean": "true or false", "object": "a mapping of keys", "array": "a list",
                "null": "nothing"}
-
-
-def describe(value: Any) -> str:
-    """A value as an error message shows it: "integer 3", "string 'abc'", "a list"."""
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, int):
-        return f"integer {value}"
-    if isinstance(value, float):
-        return f"number {value}"
-    if isinstance(value, str):
-        return f"string {value!r}" if len(value) <= 40 else f"a string of {len(value)} characters"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
 
 
 def _schema_message(error: Any) -> tuple[str, str] | None:

@@ -1,42 +1,26 @@
-"""Job identity and the plan: what `apply` would do for each job, asked of the service itself.
+"""The plan: what `apply` would do for each job, asked of the service itself.
 
-A job's tuned model id is its name plus a 10-character fingerprint (lowercase base32 of a SHA-256) of
-everything that changes the trained result: base or source model, tuning method, hyperparameters,
-the examples and the API dialect. Nothing else is stored anywhere: the service holds the state.
+`make_plan` loads the specs and their datasets, gives each job its identity (`tunespec.identity`) and
+asks each job's target what it holds for that id; the action follows from the answer. Nothing is
+stored locally: the service holds the state.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-import re
-import sys
-import types
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunespec.client import TuningClient
-from tunespec.errors import (
-    EXIT_EVAL_BELOW_THRESHOLD,
-    EXIT_INVALID,
-    EXIT_OK,
-    EXIT_SERVICE,
-    Problem,
-    SpecError,
-    TunespecError,
-)
-from tunespec.spec import DEFAULT_BASE_MODEL, JobSpec
-from tunespec.targets import Targets, dialect_for, target_name
+from tunespec.errors import EXIT_INVALID, EXIT_SERVICE, Problem, SpecError, TunespecError, worst_exit_code
+from tunespec.identity import fingerprint, is_model_of_job, tuned_model_id
+from tunespec.resources import ACTIVE, FAILED, TunedModel
+from tunespec.service import TuningService
+from tunespec.spec import JobSpec
+from tunespec.targets import Targets, target_name
 from tunespec.validate import problem_json
 
-FINGERPRINT_LEN = 10
-MAX_ID_LEN = 40
 PLAN_SCHEMA_VERSION = 1
-SEVERITY = {EXIT_SERVICE: 3, EXIT_INVALID: 2, EXIT_EVAL_BELOW_THRESHOLD: 1, EXIT_OK: 0}
 
 CREATE, NOOP, WAIT, RECREATE, REPLACE, ERROR = "create", "noop", "wait", "recreate", "replace", "error"
 LABELS = {
@@ -48,56 +32,7 @@ LABELS = {
     ERROR: "error",
 }
 
-
-def worst_exit_code(codes: list[int]) -> int:
-    """A run's exit code: 1 (service / job failed) over 2 (invalid) over 3 (below threshold) over 0."""
-    return max(codes, key=lambda c: SEVERITY.get(c, 3), default=EXIT_OK)
-
-
-def base_model_of(spec: JobSpec) -> str | None:
-    """The base model the job tunes; a JobSpec built in code may leave it to the default."""
-    return spec.base_model or (None if spec.source_model else DEFAULT_BASE_MODEL)
-
-
-def requested_hyperparameters(spec: JobSpec) -> dict[str, Any]:
-    """The hyperparameters the spec sets (snake_case), without those left to the service."""
-    return {k: v for k, v in asdict(spec.hyperparameters).items() if v is not None}
-
-
-def fingerprint(spec: JobSpec, examples: Iterable[Any], dialect: str) -> str:
-    """10 lowercase base32 characters identifying the trained result of `spec` on `examples`."""
-    hyper = requested_hyperparameters(spec)
-    doc = {
-        "v": 1,
-        "dialect": dialect,
-        "base_model": base_model_of(spec),
-        "source_model": spec.source_model,
-        "tuning_method": spec.tuning_method,
-        "hyperparameters": hyper,
-        "examples": [[e.text_input, e.output] for e in examples],
-    }
-    digest = hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).digest()
-    return base64.b32encode(digest).decode().lower()[:FINGERPRINT_LEN]
-
-
-def job_slug(name: str) -> str:
-    """The job name as the leading part of a tuned model id (`[a-z][a-z0-9-]*`, at most 29 chars)."""
-    slug = re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", name.lower())).strip("-")
-    if not slug or not slug[0].isalpha():
-        slug = f"job-{slug}".rstrip("-")
-    return slug[: MAX_ID_LEN - FINGERPRINT_LEN - 1].rstrip("-")
-
-
-def tuned_model_id(name: str, fp: str) -> str:
-    return f"{job_slug(name)}-{fp}"
-
-
-def is_model_of_job(model_name: str, name: str) -> bool:
-    """Whether `tunedModels/...` is one of this job's models (any fingerprint)."""
-    return (
-        re.fullmatch(rf"tunedModels/{re.escape(job_slug(name))}-[a-z2-7]{{{FINGERPRINT_LEN}}}", model_name)
-        is not None
-    )
+Listings = dict[TuningService, list[TunedModel]]  # each service's tuned models, listed once per run
 
 
 @dataclass
@@ -112,7 +47,7 @@ class JobPlan:
     dialect: str
     project: str | None
     action: str = CREATE
-    model: dict[str, Any] | None = None  # the service's TunedModel for this id, if any
+    model: TunedModel | None = None  # what the service holds for this id, if anything
     superseded: list[str] = field(default_factory=list)  # earlier models of the job
     error: TunespecError | None = None
     warnings: list[Problem] = field(default_factory=list)
@@ -131,7 +66,7 @@ class JobPlan:
 
     @property
     def state(self) -> str:
-        return (self.model or {}).get("state", "") or ("-" if self.action != ERROR else "ERROR")
+        return (self.model.state if self.model else "") or ("-" if self.action != ERROR else "ERROR")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -141,7 +76,7 @@ class JobPlan:
             "label": self.label,
             "tuned_model": self.name,
             "fingerprint": self.fingerprint,
-            "state": (self.model or {}).get("state"),
+            "state": self.model.state if self.model else None,
             "target": self.target,
             "dialect": self.dialect,
             "examples": len(self.examples),
@@ -239,7 +174,7 @@ def identify(
 ) -> JobPlan:
     """The job's identity and target, before asking the service anything."""
     examples = list(dataset.examples)
-    dialect = dialect_for(spec.api_version, spec.base_model)
+    dialect = spec.dialect
     fp = fingerprint(spec, examples, dialect)
     return JobPlan(
         spec=spec,
@@ -291,33 +226,28 @@ def check_unique_ids(jobs: list[JobPlan]) -> None:
         raise SpecError(problems)
 
 
-def refresh(
-    job: JobPlan, targets: Targets, listings: dict[TuningClient, list[dict[str, Any]]] | None = None
-) -> JobPlan:
+def refresh(job: JobPlan, targets: Targets, listings: Listings | None = None) -> JobPlan:
     """Ask the job's target what exists and set the action.
 
-    `listings` keeps each client's tuned models, so jobs on one target share one list call.
+    `listings` keeps each service's tuned models, so jobs on one target share one list call.
     """
     listings = {} if listings is None else listings
     try:
-        client = targets.client(job.target, job.dialect, job.project)
-        job.model = client.find_tuned_model(job.name)
-        if client not in listings:
-            listings[client] = client.list_tuned_models()
+        service = targets.service(job.target, job.dialect, job.project)
+        job.model = service.find_tuned_model(job.name)
+        if service not in listings:
+            listings[service] = service.list_tuned_models()
         job.superseded = [
-            m["name"]
-            for m in listings[client]
-            if m.get("name") != job.name and is_model_of_job(m.get("name", ""), job.spec.name)
+            m.name for m in listings[service] if m.name != job.name and is_model_of_job(m.name, job.spec.name)
         ]
     except TunespecError as exc:
         job.action, job.error = ERROR, exc
         return job
-    state = (job.model or {}).get("state")
     if job.model is None:
         job.action = REPLACE if job.superseded else CREATE
-    elif state == "ACTIVE":
+    elif job.model.state == ACTIVE:
         job.action = NOOP
-    elif state == "FAILED":
+    elif job.model.state == FAILED:
         job.action = RECREATE
     else:
         job.action = WAIT
@@ -332,9 +262,9 @@ def make_plan(
     target: str | None = None,
     project: str | None = None,
     env: Mapping[str, str] | None = None,
-    listings: dict[TuningClient, list[dict[str, Any]]] | None = None,
+    listings: Listings | None = None,
 ) -> Plan:
-    """Load, identify and refresh the jobs; `listings` (filled here) keeps each client's tuned models."""
+    """Load, identify and refresh the jobs; `listings` (filled here) keeps each service's tuned models."""
     loaded, invalid = load_jobs(items, env)
     jobs = [identify(spec, data, target=target, project=project, env=targets.env) for spec, data in loaded]
     check_unique_ids(jobs)
@@ -342,34 +272,3 @@ def make_plan(
     for job in jobs:
         refresh(job, targets, listings)
     return Plan(jobs, invalid)
-
-
-def plan_specs(
-    specs: Any,
-    *,
-    target: str | None = None,
-    project: str | None = None,
-    env: Mapping[str, str] | None = None,
-    targets: Targets | None = None,
-) -> Plan:
-    """Plan job specs (paths, directories, globs or JobSpec values) against their targets; changes nothing.
-
-    `target` overrides every spec's target (like `--target`); `project` is the project (Google's quota
-    project, the local engine's scope).
-    """
-    with nullcontext(targets) if targets is not None else Targets(env=env) as opened:
-        return make_plan(specs, opened, target=target, project=project)
-
-
-def keep_callable(module: str, call: Callable[..., Any]) -> None:
-    """Importing `tunespec.plan` or `tunespec.apply` puts the module where the `tunespec.plan(...)` /
-    `tunespec.apply(...)` library call was: calling the module keeps making that call."""
-
-    class CallableModule(types.ModuleType):
-        def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            return call(*args, **kwargs)
-
-    sys.modules[module].__class__ = CallableModule
-
-
-keep_callable(__name__, plan_specs)

@@ -1,0 +1,34 @@
+"""`tunespec serve`: run the local engine in the foreground (needs the `local` extra)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from tunespec.errors import EXIT_OK
+
+
+def parse_models(items: Sequence[str]) -> dict[str, Path]:
+    """`--model NAME=PATH` values as {models/NAME: absolute path}."""
+    models: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"expected NAME=PATH, got {item!r}", param_hint="--model")
+        models[name if name.startswith("models/") else f"models/{name}"] = Path(path).expanduser().resolve()
+    return models
+
+
+def run(*, host: str, port: int, data_dir: str | None, token_file: str | None, workers: int,
+        models: Sequence[str]) -> int:
+    extra = parse_models(models)
+    try:
+        from tunespec.engine.server import serve
+    except ImportError as exc:
+        raise click.ClickException(f"the local engine needs the 'local' extra "
+                                   f"(pip install 'tunespec[local]'): {exc}") from None
+    serve(data_dir, host=host, port=port, token_file=token_file, workers=workers, models=extra,
+          announce=lambda line: click.echo(line, err=True))
+    return EXIT_OK
