@@ -21,15 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import QUICKSTART, matmul_peak
+
 from tunespec.engine import basemodels, modelio, train
 from tunespec.tuning_api import total_steps
 
-QUICKSTART = [
-    ("1", "2"), ("3", "4"), ("-3", "-2"), ("twenty two", "twenty three"), ("two hundred", "two hundred one"),
-    ("ninety nine", "one hundred"), ("8", "9"), ("-98", "-97"), ("1,000", "1,001"),
-    ("10,100,000", "10,100,001"), ("thirteen", "fourteen"), ("eighty", "eighty one"), ("one", "two"),
-    ("three", "four"), ("seven", "eight"),
-]
 LR = 1e-3
 
 
@@ -109,20 +105,6 @@ def lockstep(base: Path, batch: int, epochs: int, scratch: Path) -> dict:
     assert engine_losses == plain_losses, "the two loops must compute the same thing"
     return {"engine": engine_times, "plain": plain_times, "textbook": textbook_times,
             "call_sps": len(engine_times) / call, "tokens": plain.tokens / plain.done}
-
-
-def matmul_peak(n: int = 1024, reps: int = 10) -> float:
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        torch.mm(a, b)
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        torch.mm(a, b)
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def compare(base: Path, batch: int, epochs: int, reps: int, scratch: Path) -> dict:

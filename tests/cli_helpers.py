@@ -27,8 +27,9 @@ AMBIENT = (
     "TUNESPEC_ENGINE_URL",
     "TUNESPEC_TARGET",
 )
-# What every run of the CLI in the tests gets: no model downloads, and CI's plain output.
-FIXED = {"HF_HUB_OFFLINE": "1", "CI": "true"}
+# What every run of the CLI in the tests gets: no model downloads, CI's plain output, and Google's model
+# names served by the fast built-in model (a test of the pretrained path sets TUNESPEC_ALIAS_MODEL).
+FIXED = {"HF_HUB_OFFLINE": "1", "CI": "true", "TUNESPEC_ALIAS_MODEL": "builtin"}
 
 
 def cli_env(env: Mapping[str, str] | None = None) -> dict[str, str]:

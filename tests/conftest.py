@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+# Google's model names are served by the fast built-in model in the tests, even where a pretrained
+# model package is installed (a test that wants the pretrained path says so: alias_model=...).
+os.environ["TUNESPEC_ALIAS_MODEL"] = "builtin"
 
 
 @pytest.fixture(scope="module")

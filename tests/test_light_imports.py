@@ -24,7 +24,8 @@ main(sys.argv[1:])
 
 
 @pytest.mark.parametrize("args", [["--help"], ["validate", "jobs/"], ["validate", "--json", "jobs/"],
-                                  ["render", "jobs/number-generator.yaml"], ["schema"]])
+                                  ["render", "jobs/number-generator.yaml"], ["schema"], ["export", "--help"],
+                                  ["serve", "--help"]])
 def test_command_does_not_import_heavy_modules(args: list[str]):
     proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=REPO, capture_output=True, text=True,
                           timeout=120)

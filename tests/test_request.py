@@ -31,14 +31,14 @@ def test_example_job_body():
     spec = load_spec(REPO / "jobs" / "number-generator.yaml")
     examples = load_examples(spec).examples
     body = render_request(spec, examples)
-    assert body["baseModel"] == "models/text-bison-001"
+    assert body["baseModel"] == "models/smollm2-135m-instruct"
     assert body["displayName"] == "number generator model"
     task = body["tuningTask"]
-    assert task["hyperparameters"] == {"epochCount": 60, "batchSize": 2, "learningRate": 0.001}
+    assert task["hyperparameters"] == {"epochCount": 3, "batchSize": 2, "learningRate": 0.001}
     sent = task["trainingData"]["examples"]["examples"]
     assert len(sent) == 15 and sent[0] == {"textInput": "1", "output": "2"}
     assert sent[9] == {"textInput": "10,100,000", "output": "10,100,001"}
-    assert spec_steps(spec, len(examples)) == 450
+    assert spec_steps(spec, len(examples)) == 23
     assert spec.dialect == "v1beta3"
 
 

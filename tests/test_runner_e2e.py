@@ -16,18 +16,20 @@ import pytest
 from tests import cli_helpers
 
 ROOT = Path(__file__).resolve().parents[1]
+BUILTIN_EXAMPLE = ROOT / "tests" / "data" / "number-generator-builtin.yaml"  # jobs/ tunes SmolLM2
 pytestmark = pytest.mark.slow
 
 
 def quick_copy(
     tmp_path: Path, epochs: int = 5, threshold: float | None = 0.0, name: str | None = None
 ) -> Path:
-    """jobs/number-generator.yaml with fewer epochs (and a threshold the untrained-ish model meets)."""
-    text = (ROOT / "jobs" / "number-generator.yaml").read_text()
-    for anchor in ("../examples/data/number-generator.csv", "epoch_count: 60", "threshold: 0.8"):
-        assert anchor in text, f"jobs/number-generator.yaml changed: {anchor!r} is gone"
+    """The example job on the built-in model with fewer epochs (and a threshold the untrained-ish model
+    meets)."""
+    text = BUILTIN_EXAMPLE.read_text()
+    for anchor in ("../../examples/data/number-generator.csv", "epoch_count: 60", "threshold: 0.8"):
+        assert anchor in text, f"{BUILTIN_EXAMPLE} changed: {anchor!r} is gone"
     text = text.replace(
-        "../examples/data/number-generator.csv", str(ROOT / "examples/data/number-generator.csv")
+        "../../examples/data/number-generator.csv", str(ROOT / "examples/data/number-generator.csv")
     )
     text = text.replace("epoch_count: 60", f"epoch_count: {epochs}")
     if threshold is not None:
@@ -82,10 +84,10 @@ def test_apply_on_the_in_process_engine_then_again_trains_nothing(tmp_path):
     assert [m["name"] for m in listing["models"]] == [report["tuned_model"]]
 
 
-def test_the_real_example_learns_the_pairs(tmp_path, engine):
-    """jobs/number-generator.yaml as committed (60 epochs) passes its own evaluation threshold."""
+def test_the_builtin_example_learns_the_pairs(tmp_path, engine):
+    """The example job on the built-in model (60 epochs) passes its own evaluation threshold."""
     env = {"TUNESPEC_ENGINE_URL": engine.url}
-    result = tunespec("apply", str(ROOT / "jobs" / "number-generator.yaml"), "--json", cwd=tmp_path, env=env)
+    result = tunespec("apply", str(BUILTIN_EXAMPLE), "--json", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     job = doc["jobs"][0]
@@ -93,7 +95,7 @@ def test_the_real_example_learns_the_pairs(tmp_path, engine):
     assert (tmp_path / "reports" / "number-generator" / "report.md").exists()
     name = job["tuned_model"]
     ops = operations_on(engine.url, name)
-    again = tunespec("apply", str(ROOT / "jobs" / "number-generator.yaml"), "--json", cwd=tmp_path, env=env)
+    again = tunespec("apply", str(BUILTIN_EXAMPLE), "--json", cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["jobs"][0]["action"] == "noop"
     assert operations_on(engine.url, name) == ops

@@ -57,14 +57,16 @@ def one(path: Path, env: dict[str, str] | None = None):
 def test_example_job_loads():
     spec = load_spec(EXAMPLE)
     assert spec.name == "number-generator"
-    assert spec.base_model == "models/text-bison-001"
+    assert spec.base_model == "models/smollm2-135m-instruct"
+    assert spec.hyperparameters.epoch_count == 3  # the quickstart's own hyperparameters
     assert spec.hyperparameters.batch_size == 2 and spec.hyperparameters.learning_rate == 0.001
+    assert spec.evaluation is not None and spec.evaluation.compare_base
     assert spec.dataset.path == REPO / "examples" / "data" / "number-generator.csv"
     assert spec.evaluation is not None and 0 < spec.evaluation.threshold < 1
     inputs = [p.input for p in spec.evaluation.prompts]
     assert "1" in inputs and "4" in inputs  # a training input and a held-out one
     held_out = next(p for p in spec.evaluation.prompts if p.input == "4")
-    assert Assertion("equals", "4", negate=True) in held_out.assertions
+    assert Assertion("equals", "5") in held_out.assertions
     assert held_out.line and held_out.source.endswith("number-generator.yaml")
     assert spec.lines["hyperparameters.epoch_count"] > 1
 

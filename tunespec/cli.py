@@ -94,12 +94,17 @@ def schema() -> None:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Tuning jobs trained at the same time.")
 @click.option("--model", "models", multiple=True, metavar="NAME=PATH",
-              help="Serve a local Hugging Face causal LM directory as base model NAME (repeatable).")
+              help="Serve a local Hugging Face causal LM directory, or a GGUF file (converted once into "
+                   "the data dir), as base model NAME (repeatable).")
+@click.option("--alias-model", default=None, metavar="auto|builtin|NAME",
+              help="The model serving Google's model names (models/text-bison-001, the Gemini names): "
+                   "auto (the best installed pretrained model, else the built-in one), builtin, or a "
+                   "model NAME [default: $TUNESPEC_ALIAS_MODEL, else auto].")
 def serve(host: str, port: int, data_dir: str | None, token_file: str | None, workers: int,
-          models: tuple[str, ...]) -> None:
+          models: tuple[str, ...], alias_model: str | None) -> None:
     """Run the local tuning engine: Google's tuning API (v1beta3, v1beta) on this machine."""
     _run("serve", host=host, port=port, data_dir=data_dir, token_file=token_file, workers=workers,
-         models=models)
+         models=models, alias_model=alias_model)
 
 
 # ---- runner commands: plan, apply, eval, status, list, delete ----------------------------------------
@@ -201,6 +206,26 @@ def delete(paths: tuple[str, ...], models: tuple[str, ...], target: str | None,
     """Delete the jobs' tuned models (current and superseded), or the models named with --model."""
     _run("delete", paths, models=models, target=target, project=project, api_version=api_version,
          superseded_only=superseded_only, yes=yes)
+
+
+@cli.command(name="export")
+@click.argument("model", metavar="tunedModels/ID")
+@click.option("--out", required=True, type=click.Path(path_type=str), metavar="DIR",
+              help="New (or empty) directory to write the model to.")
+@click.option("--adapter-only", is_flag=True,
+              help="Write the LoRA adapter alone (peft), not the model with the adapter merged in.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="The local engine's data dir [default: $TUNESPEC_ENGINE_DIR or "
+                   "~/.local/share/tunespec/engine].")
+@click.option("--project", default=None, metavar="ID",
+              help="The project the model was tuned in [default: $GOOGLE_CLOUD_PROJECT, else 'default'].")
+def export_(model: str, out: str, adapter_only: bool, data_dir: str | None, project: str | None) -> None:
+    """Export a local engine's tuned model as a Hugging Face directory that plain transformers loads.
+
+    LoRA-tuned models are written with the adapter merged into the base (or, with --adapter-only,
+    as a peft adapter). README.md and tunespec-export.json in DIR say how the engine frames prompts.
+    """
+    _run("export", model, out=out, adapter_only=adapter_only, data_dir=data_dir, project=project)
 
 
 # ---- entry point -----------------------------------------------------------------------------------------

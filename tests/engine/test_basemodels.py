@@ -16,7 +16,7 @@ def names(api_version: str, extra=basemodels._NO_EXTRA) -> list[str]:
 
 
 def test_v1beta3_catalog_has_builtin_and_text_bison_alias():
-    assert names("v1beta3") == [BUILTIN, "models/text-bison-001"]
+    assert names("v1beta3")[:2] == [BUILTIN, "models/text-bison-001"]  # then installed pretrained models
     bison = get_base_model("models/text-bison-001", "v1beta3")
     assert (bison.temperature, bison.top_p, bison.top_k) == (0.7, 0.95, 40)
     assert bison.supported_generation_methods == ("generateText", "countTextTokens", "createTunedTextModel")
@@ -26,7 +26,7 @@ def test_v1beta3_catalog_has_builtin_and_text_bison_alias():
 
 
 def test_v1beta_catalog_has_gemini_aliases_with_their_defaults():
-    assert names("v1beta") == [BUILTIN, "models/gemini-1.0-pro-001", "models/gemini-1.5-flash-001-tuning"]
+    assert names("v1beta")[:3] == [BUILTIN, "models/gemini-1.0-pro-001", "models/gemini-1.5-flash-001-tuning"]
     pro = get_base_model("gemini-1.0-pro-001", "v1beta")  # the models/ prefix is optional
     assert (pro.temperature, pro.top_p, pro.top_k) == (0.9, 1.0, 1)
     flash = get_base_model("models/gemini-1.5-flash-001-tuning", "v1beta")

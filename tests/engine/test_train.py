@@ -242,7 +242,7 @@ def test_registered_hugging_face_dir_tunes_and_generates(hf_dir, tmp_path, metho
     req = quick(model_dir, tuning_method=method, epoch_count=2, learning_rate=5e-3)
     out, steps = run(req, tmp_path / "job")
     assert len(steps) == 15
-    assert modelio.read_meta(out)["kind"] == ("lora" if method == "lora" else "full")
+    assert modelio.read_meta(out)["kind"] == ("full" if method == "full" else "lora")  # auto: LoRA
     (text,) = generate(out, "3", max_output_tokens=4, **GREEDY)
     assert isinstance(text, str) and len(text.encode()) <= 4 * 4
     tokenizer = modelio.load_tokenizer(out)
@@ -255,17 +255,16 @@ def test_model_dir_marker_is_json(memorised):
     assert meta["kind"] == "full" and meta["tokenizer"] == "bytes" and meta["steps"] == 375
 
 
-def test_auto_method_picks_lora_above_200m_parameters(tmp_path):
+def test_auto_method_is_lora_for_pretrained_bases_and_full_for_the_builtin(base, hf_dir, tmp_path):
     from tunespec.engine import train as train_module
 
-    (tmp_path / "config.json").write_text('{"dtype": "bfloat16"}')
-    with open(tmp_path / "model.safetensors", "wb") as f:
-        f.truncate(500_000_000)  # sparse: 250M bf16 parameters, no disk used
-    params = train_module._estimate_params(tmp_path)
-    assert params == 250_000_000
-    assert train_module._resolve_method("auto", params) == "lora"
-    assert train_module._resolve_method(None, 558_208) == "full"
-    assert train_module._resolve_method("full", params) == "full"
+    assert train_module._is_builtin(base) and not train_module._is_builtin(hf_dir)
+    assert train_module._resolve_method("auto", builtin=False) == "lora"
+    assert train_module._resolve_method(None, builtin=True) == "full"
+    assert train_module._resolve_method("full", builtin=False) == "full"
+    assert train_module._resolve_method("lora", builtin=True) == "lora"
+    tuned, _ = run(quick(base, epoch_count=1), tmp_path / "job")
+    assert train_module._is_builtin(tuned)  # a model tuned from the built-in one keeps full tuning
 
 
 def test_a_model_dir_rewritten_in_place_is_reloaded(base, tmp_path):
@@ -287,3 +286,30 @@ def test_a_model_dir_rewritten_in_place_is_reloaded(base, tmp_path):
 
 def test_count_tokens_counts_bytes_for_the_builtin_model(base):
     assert count_tokens(base, "héllo") == 6
+
+
+def test_the_answer_loss_on_a_subset_of_positions_is_hugging_faces_loss():
+    """With a large vocabulary the loss computes logits only where an answer token is predicted."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tunespec.engine.modelio import IGNORE
+    from tunespec.engine.train import _takes_logits_to_keep, answer_loss
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=4096, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64)
+    model = LlamaForCausalLM(config)
+    assert _takes_logits_to_keep(model)
+    ids = torch.randint(0, 4096, (3, 12))
+    labels = torch.full_like(ids, IGNORE)
+    labels[0, 5:8], labels[1, 9:12], labels[2, 3:4] = ids[0, 5:8], ids[1, 9:12], ids[2, 3:4]
+    full = model(input_ids=ids, labels=labels).loss
+    full.backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    subset = answer_loss(model, ids, labels)
+    subset.backward()
+    assert torch.allclose(subset, full, rtol=1e-5, atol=1e-6)
+    assert all(torch.allclose(p.grad, g, rtol=1e-4, atol=1e-6) for p, g in zip(model.parameters(), expected,
+                                                                               strict=True))

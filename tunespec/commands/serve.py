@@ -11,7 +11,8 @@ from tunespec.errors import EXIT_OK
 
 
 def parse_models(items: Sequence[str]) -> dict[str, Path]:
-    """`--model NAME=PATH` values as {models/NAME: absolute path}."""
+    """`--model NAME=PATH` values as {models/NAME: absolute path} (PATH: a Hugging Face model
+    directory or a .gguf file; the engine checks them when it starts)."""
     models: dict[str, Path] = {}
     for item in items:
         name, sep, path = item.partition("=")
@@ -22,7 +23,7 @@ def parse_models(items: Sequence[str]) -> dict[str, Path]:
 
 
 def run(*, host: str, port: int, data_dir: str | None, token_file: str | None, workers: int,
-        models: Sequence[str]) -> int:
+        models: Sequence[str], alias_model: str | None = None) -> int:
     extra = parse_models(models)
     try:
         from tunespec.engine.server import serve
@@ -30,5 +31,5 @@ def run(*, host: str, port: int, data_dir: str | None, token_file: str | None, w
         raise click.ClickException(f"the local engine needs the 'local' extra "
                                    f"(pip install 'tunespec[local]'): {exc}") from None
     serve(data_dir, host=host, port=port, token_file=token_file, workers=workers, models=extra,
-          announce=lambda line: click.echo(line, err=True))
+          alias_model=alias_model, announce=lambda line: click.echo(line, err=True))
     return EXIT_OK

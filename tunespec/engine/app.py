@@ -38,9 +38,11 @@ def create_app(
     *,
     tokens: Mapping[str, str | None] | None = None,
     extra_models: Mapping[str, Path] | None = None,
+    alias_model: str | None = None,
 ) -> FastAPI:
-    """The FastAPI app serving one data dir. `tokens` None: any or no credential is accepted."""
-    engine = Engine(Path(data_dir), extra_models)
+    """The FastAPI app serving one data dir. `tokens` None: any or no credential is accepted.
+    `alias_model` serves Google's model names (None: the built-in model)."""
+    engine = Engine(Path(data_dir), extra_models, alias_model)
     app = FastAPI(title="tunespec local engine", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = engine
 

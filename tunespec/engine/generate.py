@@ -1,7 +1,9 @@
 """Text generation from base and tuned models, with the models loaded lazily and cached.
 
-The prompt is framed exactly as in training (bos + input + separator); the answer is the new
-tokens up to eos, cut at the first stop sequence. Uses Hugging Face `generate` (KV cache).
+The prompt is framed exactly as in training (modelio.PromptFormat: bos + input + separator, or
+the chat template's user turn; a conversation's turns for generateContent on a chat model); the
+answer is the new tokens up to eos or the template's end-of-turn, cut at the first stop sequence.
+Uses Hugging Face `generate` (KV cache), under bf16 autocast on CUDA where supported.
 """
 
 from __future__ import annotations
@@ -84,8 +86,12 @@ def _stop_criteria(tokenizer, stops: list[str], start: int):
 
 def generate(model_dir: Path, prompt: str, *, temperature: float, top_p: float, top_k: int,
              candidate_count: int, max_output_tokens: int, stop_sequences: list[str],
-             seed: int | None = None) -> list[str]:
-    """`candidate_count` completions of `prompt` (only the new text). temperature 0 means greedy."""
+             seed: int | None = None, messages: list[dict[str, str]] | None = None) -> list[str]:
+    """`candidate_count` completions of `prompt` (only the new text). temperature 0 means greedy.
+
+    `messages` ({"role": "system" | "user" | "assistant", "content": ...}) frame the prompt instead
+    of the one user turn of `prompt` when the model has a chat template; plain models use `prompt`.
+    """
     import torch
     from transformers import GenerationConfig
 
@@ -100,25 +106,27 @@ def generate(model_dir: Path, prompt: str, *, temperature: float, top_p: float, 
     max_new = max_output_tokens
     limit = None
     if loaded.positions:
-        max_new = max(1, min(max_new, loaded.positions - len(fmt.bos) - len(fmt.sep) - 1))
+        max_new = max(1, min(max_new, loaded.positions - fmt.overhead - 1))
         limit = loaded.positions - max_new
-    ids = fmt.prompt_ids(modelio.encode(tokenizer, prompt), limit)
+    ids = fmt.frame_prompt(prompt, limit, messages)
     device = next(loaded.model.parameters()).device
     input_ids = torch.tensor([ids], device=device)
     sample = temperature > 0
+    stop_ids = fmt.stop_ids
     config = GenerationConfig(
         max_new_tokens=max_new, do_sample=sample, num_return_sequences=candidate_count if sample else 1,
-        eos_token_id=fmt.eos, pad_token_id=fmt.pad,
+        eos_token_id=stop_ids if len(stop_ids) > 1 else stop_ids[0], pad_token_id=fmt.pad,
         **({"temperature": temperature, "top_p": top_p, "top_k": top_k} if sample else {}),
     )
     stops = [s for s in stop_sequences if s]
     criteria = _stop_criteria(tokenizer, stops, len(ids)) if stops else None
     devices = [device.index or 0] if device.type == "cuda" else []
-    with _generate_lock, torch.random.fork_rng(devices=devices), torch.inference_mode():
+    with (_generate_lock, torch.random.fork_rng(devices=devices), torch.inference_mode(),
+          modelio.autocast(device)):
         torch.manual_seed(seed if seed is not None else random.getrandbits(63))
         out = loaded.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                                     generation_config=config, stopping_criteria=criteria)
-    texts = [_finish(tokenizer, row[len(ids):].tolist(), fmt.eos, stops) for row in out]
+    texts = [_finish(tokenizer, row[len(ids):].tolist(), fmt, stops) for row in out]
     return texts if sample else texts * candidate_count
 
 
@@ -127,9 +135,18 @@ def count_tokens(model_dir: Path, text: str) -> int:
     return len(modelio.encode(_load(model_dir).tokenizer, text))
 
 
-def _finish(tokenizer, new_ids: list[int], eos: int, stops: list[str]) -> str:
-    if eos in new_ids:
-        new_ids = new_ids[: new_ids.index(eos)]
+def is_chat(model_dir: Path) -> bool:
+    """Whether the model in `model_dir` frames prompts with a chat template."""
+    return _load(model_dir).fmt.chat
+
+
+def _finish(tokenizer, new_ids: list[int], fmt: modelio.PromptFormat, stops: list[str]) -> str:
+    ends = [i for i, token in enumerate(new_ids) if token in fmt.stop_ids]
+    if ends:
+        new_ids = new_ids[: ends[0]]
+        lead = fmt.end_of_turn[:-1]  # what an end-of-turn puts before its special token
+        if lead and new_ids[-len(lead):] == lead:
+            new_ids = new_ids[: -len(lead)]
     text = tokenizer.decode(new_ids, skip_special_tokens=True)
     cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
     return text[: min(cuts)] if cuts else text

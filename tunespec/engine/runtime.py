@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 
 ALLOW_DOWNLOAD_ENV = "TUNESPEC_ALLOW_DOWNLOAD"
 _configured = False
@@ -35,6 +36,8 @@ def configure() -> None:
         os.environ.setdefault("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        # peft still asks for a name transformers 5 deprecates: not the user's to act on
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
         _configured = True
 
 

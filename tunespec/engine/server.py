@@ -6,6 +6,12 @@ worker.WorkerSupervisor restarts if they die; `serve()` and `start_background()`
 through `_start()`. Who may call follows the door's rule (door.load_tokens). `tunespec serve`
 records itself in DATA_DIR/engine.json so that `find_or_start()` reuses a running engine instead of
 starting a second one on the same database.
+
+Which model serves Google's model names (`models/text-bison-001`, the Gemini names) is decided
+once per engine, at start (basemodels.resolve_alias: the `alias_model` argument, else
+$TUNESPEC_ALIAS_MODEL, else "auto"), and handed to the routes and, explicitly, to every worker.
+Registered models and that model are checked at start (gguf_import.check: package installed, GGUF
+file whole, architecture loadable, enough memory), so a bad one stops the start with the fix.
 """
 
 from __future__ import annotations
@@ -105,11 +111,13 @@ class RunningEngine:
         owned: bool = True,
         auth: bool = False,
         engine_file: Path | None = None,
+        alias_model: str | None = None,
     ):
         self.url = url
         self.data_dir = data_dir
         self.owned = owned
         self.auth = auth
+        self.alias_model = alias_model  # what serves Google's names (None: not known, not started here)
         self._server = server
         self._thread = thread
         self._supervisor = supervisor
@@ -159,6 +167,7 @@ def _start(
     workers: int,
     models: Mapping[str, Path] | None,
     record: bool,
+    alias_model: str | None = None,
 ) -> RunningEngine:
     """Start an engine: the door's tokens, the data dir, uvicorn in a thread, then the workers.
 
@@ -181,10 +190,8 @@ def _start(
                 f"{data_dir} is already served by process {other['pid']} at {other['url']}; "
                 "stop it first or pass another --data-dir"
             )
-    for name, path in (models or {}).items():
-        if not Path(path).is_dir():
-            raise EngineStartError(f"--model {name}={path}: no such directory")
-    app = create_app(data_dir, tokens=tokens, extra_models=models)
+    alias = check_models(models or {}, alias_model)
+    app = create_app(data_dir, tokens=tokens, extra_models=models, alias_model=alias)
     sock = _bind(host, port)
     port = sock.getsockname()[1]
     url = _client_url(host, port)
@@ -197,6 +204,7 @@ def _start(
         count=workers,
         extra_models=models or {},
         log_path=None if record else data_dir / "logs" / "worker.log",
+        alias_model=alias,
     )
     engine = RunningEngine(
         url,
@@ -206,6 +214,7 @@ def _start(
         supervisor=supervisor,
         auth=tokens is not None,
         engine_file=data_dir / ENGINE_FILE if record else None,  # stop() removes it only if it is ours
+        alias_model=alias,
     )
     try:
         thread.start()
@@ -222,6 +231,39 @@ def _start(
         sock.close()
         raise
     return engine
+
+
+def check_models(models: Mapping[str, Path], alias_model: str | None) -> str:
+    """Check the registered models and the one serving Google's names; return that one's name.
+
+    Cheap (headers only, nothing loaded); EngineStartError naming the fix for a path that is
+    neither a directory nor a .gguf file, a GGUF file that is truncated, corrupt, of an unsupported
+    architecture or too large, or a model package that is not installed.
+    """
+    from tunespec.engine import basemodels, gguf_import
+
+    for name, path in models.items():
+        given = f"--model {name.removeprefix('models/')}={path}"
+        if basemodels.is_gguf(path):
+            try:
+                gguf_import.check(Path(path))
+            except gguf_import.ModelError as exc:
+                raise EngineStartError(f"{given}: {exc}") from None
+        elif not Path(path).is_dir():
+            raise EngineStartError(f"{given}: no such directory (a model is a Hugging Face model directory "
+                                   "or a .gguf file)")
+    try:
+        alias = basemodels.resolve_alias(alias_model, models)
+    except gguf_import.ModelError as exc:
+        raise EngineStartError(str(exc)) from None
+    if alias != basemodels.BUILTIN and basemodels.model_name(alias) not in {
+            basemodels.model_name(n) for n in models}:
+        try:
+            basemodels.check(alias, models)
+        except gguf_import.ModelError as exc:
+            raise EngineStartError(f"{exc} (it would serve Google's model names; --alias-model builtin "
+                                   "serves them with the built-in model instead)") from None
+    return alias
 
 
 def _record(data_dir: Path, url: str, host: str, port: int, *, auth: bool) -> None:
@@ -241,14 +283,17 @@ def start_background(
     token_file: Path | str | None = None,
     workers: int = 1,
     models: Mapping[str, Path] | None = None,
+    alias_model: str | None = None,
 ) -> RunningEngine:
     """Start an engine in this process: uvicorn in a daemon thread plus a worker child process.
 
     Returns once the server answers. Several engines may share one data dir safely (jobs are
-    claimed atomically); worker output goes to DATA_DIR/logs/worker.log.
+    claimed atomically); worker output goes to DATA_DIR/logs/worker.log. `alias_model` (auto,
+    builtin or a model name; None: $TUNESPEC_ALIAS_MODEL, else auto) serves Google's model names.
     """
     return _start(
-        data_dir, host=host, port=port, token_file=token_file, workers=workers, models=models, record=False
+        data_dir, host=host, port=port, token_file=token_file, workers=workers, models=models, record=False,
+        alias_model=alias_model,
     )
 
 
@@ -292,6 +337,7 @@ def serve(
     workers: int = 1,
     models: Mapping[str, Path] | None = None,
     announce: Any = print,
+    alias_model: str | None = None,
 ) -> None:
     """Run the engine in the foreground until interrupted (`tunespec serve`); SIGTERM acts as Ctrl-C,
     so the workers are stopped (checkpointing their jobs) and engine.json removed either way."""
@@ -313,12 +359,14 @@ def serve(
             workers=workers,
             models=models,
             record=True,
+            alias_model=alias_model,
         )
         try:
             announce(
                 f"tunespec engine serving {engine.url} (data dir {engine.data_dir}; "
                 + ("token file required" if engine.auth else "loopback, no credentials needed")
-                + f"; {workers} training worker{'s' if workers != 1 else ''}). Ctrl-C stops it."
+                + f"; {workers} training worker{'s' if workers != 1 else ''}; Google's model names "
+                f"served by {engine.alias_model}). Ctrl-C stops it."
             )
             engine.wait()
         finally:

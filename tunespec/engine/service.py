@@ -17,7 +17,7 @@ from typing import Any
 
 from tunespec.engine import ids, render, validation
 from tunespec.engine.store import AlreadyExists, Store
-from tunespec.engine.wire import ApiException, now_ns
+from tunespec.engine.wire import ApiException, invalid, now_ns
 from tunespec.tuning_api import total_steps
 
 SMALL_DATASET = 500  # examples; below it the smaller-dataset defaults apply
@@ -53,24 +53,49 @@ def _hyperparameter_defaults(version: str, n: int) -> tuple[int, int, float]:
 class Engine:
     """The service of one data dir; each public method answers one API call."""
 
-    def __init__(self, data_dir: Path, extra_models: Mapping[str, Path] | None = None):
+    def __init__(self, data_dir: Path, extra_models: Mapping[str, Path] | None = None,
+                 alias_model: str | None = None):
+        from tunespec.engine.basemodels import BUILTIN
+
         self.data_dir = Path(data_dir)
         self.store = Store(self.data_dir)
         self.extra = dict(extra_models or {})
+        self.alias = alias_model or BUILTIN  # the model serving Google's names (basemodels.resolve_alias)
         self._gen_lock = threading.Lock()
 
     # ---- base models -----------------------------------------------------------------------------
     def _base_model(self, name: str, version: str) -> Any:
         from tunespec.engine.basemodels import get_base_model
 
-        return get_base_model(name, version, self.extra)
+        return get_base_model(name, version, self.extra, self.alias)
+
+    def _check_base(self, name: str) -> None:
+        """A 400 naming the fix when base model `name` cannot be used (not installed, bad file, too big)."""
+        from tunespec.engine.basemodels import check
+        from tunespec.engine.gguf_import import ModelError
+
+        try:
+            check(name, self.extra, self.alias)
+        except ModelError as exc:
+            raise ApiException(exc.status, str(exc)) from None
+
+    def _materialize(self, name: str) -> Path:
+        from tunespec.engine.basemodels import materialize
+        from tunespec.engine.gguf_import import ModelError
+
+        try:
+            return materialize(name, self.data_dir, self.extra, self.alias)
+        except ModelError as exc:
+            raise ApiException(exc.status, str(exc)) from None
+        except FileNotFoundError as exc:  # a registered directory gone or emptied
+            raise ApiException("FAILED_PRECONDITION", f"base model {name}: {exc}") from None
 
     def list_base_models(self, ctx: Ctx) -> dict[str, Any]:
         from tunespec.engine.basemodels import list_base_models
 
         size = validation.page_size(ctx.query, default=50)
         start = validation.page_token(ctx.query)
-        models = list_base_models(ctx.version, self.extra)
+        models = list_base_models(ctx.version, self.extra, self.alias)
         out: dict[str, Any] = {"models": [render.base_model(m) for m in models[start : start + size]]}
         if start + size < len(models):
             out["nextPageToken"] = validation.next_page_token(start + size)
@@ -134,6 +159,8 @@ class Engine:
         method_name = "createTunedTextModel" if v == "v1beta3" else "createTunedModel"
         if base is None or method_name not in base.supported_generation_methods:
             raise _model_not_found(base_name, v, method_name)
+        if not source_name:  # a source model's weights are already on disk
+            self._check_base(base_name)
 
         n = len(req.examples)
         default_epochs, default_batch, recommended = _hyperparameter_defaults(v, n)
@@ -162,7 +189,7 @@ class Engine:
             "learning_rate": lr if mult is None else None,
             "learning_rate_multiplier": mult,
             "effective_learning_rate": effective,
-            # "auto": the trainer picks full tuning for small models, LoRA for large ones
+            # "auto": the trainer tunes LoRA for a pretrained base, full for the built-in model
             "tuning_method": req.tuning_method or "auto",
             "example_count": n,
             "total_steps": total_steps(n, epochs, batch),
@@ -290,10 +317,8 @@ class Engine:
         base = self._base_model(name, ctx.version)
         if base is None or method not in base.supported_generation_methods:
             raise _model_not_found(f"models/{name}", ctx.version, method)
-        from tunespec.engine.basemodels import materialize
-
-        with self._gen_lock:
-            path = materialize(base.name, self.data_dir, self.extra)
+        with self._gen_lock:  # a GGUF file is checked and converted here on first use
+            path = self._materialize(base.name)
         return path, {
             "temperature": base.temperature,
             "top_p": base.top_p,
@@ -301,11 +326,19 @@ class Engine:
             "output_limit": base.output_token_limit,
         }
 
-    def _generate(self, model_dir: Path, prompt: str, sampling: dict[str, Any]) -> list[str]:
+    def _generate(
+        self,
+        model_dir: Path,
+        prompt: str,
+        sampling: dict[str, Any],
+        messages: list[dict[str, str]] | None = None,
+    ) -> list[str]:
+        """Completions of `prompt` (plain models) or of `messages` (models with a chat template; by
+        default `prompt` as one user turn)."""
         from tunespec.engine import generate
 
         with self._gen_lock:
-            return generate.generate(model_dir, prompt, **sampling)
+            return generate.generate(model_dir, prompt, **sampling, messages=messages)
 
     def generate_text(self, ctx: Ctx, name: str, raw: dict[str, Any], *, kind: str) -> dict[str, Any]:
         """generateText on `kind/name` ("models" or "tunedModels")."""
@@ -316,8 +349,15 @@ class Engine:
 
     def generate_content(self, ctx: Ctx, name: str, raw: dict[str, Any], *, kind: str) -> dict[str, Any]:
         """generateContent on `kind/name` ("models" or "tunedModels")."""
-        prompt, body = validation.content_prompt(raw, kind, name)
+        prompt, messages, body = validation.content_prompt(raw, kind, name)
         model_dir, defaults = self._model_dir_for(ctx, kind, name, "generateContent")
         sampling = validation.sampling(body.get("generation_config"), defaults, 2.0, "generation_config")
-        outputs = self._generate(model_dir, prompt, sampling)
+        if kind == "tunedModels" and messages[0]["role"] == "system":
+            from tunespec.engine import generate
+
+            with self._gen_lock:
+                if not generate.is_chat(model_dir):  # as Google's tuned models answer; a template has turns
+                    raise invalid(f"Developer instruction is not enabled for tunedModels/{name}",
+                                  "system_instruction")
+        outputs = self._generate(model_dir, prompt, sampling, messages)
         return render.content_response(outputs, prompt, f"{kind}/{name}")

@@ -1,4 +1,4 @@
-"""The training loop: a hand-written fp32 loop over a Hugging Face causal LM.
+"""The training loop: a hand-written loop over a Hugging Face causal LM (fp32; bf16 autocast on CUDA).
 
 Read top to bottom: resolve the model (full fine-tuning, or a LoRA adapter via peft), tokenize the
 examples once, build the example stream Google's way (E seeded shuffles of the N examples
@@ -23,9 +23,10 @@ from pathlib import Path
 from tunespec.engine import modelio, runtime
 from tunespec.tuning_api import total_steps
 
-LORA_ABOVE_PARAMS = 200_000_000  # "auto" tunes bigger models with LoRA
+BF16_BASE_ABOVE_PARAMS = 200_000_000  # on CUDA, a bigger LoRA base is kept frozen in bf16
 LORA_RANK, LORA_ALPHA = 8, 16
 CLIP_NORM = 1.0
+SUBSET_VOCAB_RATIO = 16  # vocab >= 16 x hidden: the loss skips the output layer where no answer is predicted
 MAX_TRAIN_TOKENS = 4096  # per example, even for models with longer contexts
 CHECKPOINT = "checkpoint"
 CHECKPOINT_SHARE = 20  # wait at least 20x as long as the last checkpoint took to write
@@ -45,7 +46,7 @@ class TrainRequest:
     epoch_count: int
     batch_size: int
     learning_rate: float
-    tuning_method: str = "auto"  # "full" | "lora" | "auto" (LoRA above 200M parameters)
+    tuning_method: str = "auto"  # "full" | "lora" | "auto" (LoRA, but full for the built-in model)
     seed: int = 0
     init_dir: Path | None = None  # a tuned model to continue from
     data_dir: Path | None = None  # the engine's data dir: a LoRA base inside it is recorded relative
@@ -95,7 +96,7 @@ def train(req: TrainRequest, work_dir: Path, on_step: Callable[[int, int, float]
     device = runtime.device()
     model, tokenizer, method, base_dir = _prepare_model(req, device)
     fmt = modelio.PromptFormat.of(tokenizer)
-    ids_all, labels_all, lengths = _tokenize(req.examples, tokenizer, fmt, _train_limit(model), device)
+    ids_all, labels_all, lengths = _tokenize(req.examples, fmt, _train_limit(model), device)
 
     n, batch = len(req.examples), req.batch_size
     total = total_steps(n, req.epoch_count, batch)
@@ -111,6 +112,8 @@ def train(req: TrainRequest, work_dir: Path, on_step: Callable[[int, int, float]
     step = _load_checkpoint(work_dir, model, optimizer, fingerprint)
 
     model.train()
+    precision = modelio.autocast(device)  # bf16 autocast on CUDA where supported; fp32 on CPU
+    subset = _takes_logits_to_keep(model)
     saved_step, saved_at, interval = step, time.monotonic(), checkpoint_every_s
     while step < total:
         if should_stop():
@@ -121,7 +124,8 @@ def train(req: TrainRequest, work_dir: Path, on_step: Callable[[int, int, float]
         input_ids = ids_all.index_select(0, rows)[:, :width]
         labels = labels_all.index_select(0, rows)[:, :width]
         # Right padding under a causal mask never reaches a real token: no attention mask needed.
-        loss = model(input_ids=input_ids, labels=labels).loss
+        with precision:
+            loss = answer_loss(model, input_ids, labels, subset)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, CLIP_NORM)
         optimizer.step()
@@ -143,6 +147,35 @@ def train(req: TrainRequest, work_dir: Path, on_step: Callable[[int, int, float]
     for leftover in (work_dir / CHECKPOINT, work_dir / f"{CHECKPOINT}.old"):
         shutil.rmtree(leftover, ignore_errors=True)
     return final
+
+
+def answer_loss(model, input_ids, labels, subset: bool = True):
+    """Mean cross-entropy over the answer tokens (labels other than IGNORE), as Hugging Face computes it.
+
+    With `subset`, the output layer runs only at the positions that predict an answer token
+    (`logits_to_keep`): with a large vocabulary (SmolLM2's 49k) that is a good part of each step.
+    """
+    import torch
+
+    if not subset:
+        return model(input_ids=input_ids, labels=labels).loss
+    targets = labels[:, 1:]  # position t predicts token t + 1
+    keep = (targets != modelio.IGNORE).any(0).nonzero().squeeze(1)
+    logits = model(input_ids=input_ids, logits_to_keep=keep).logits
+    return torch.nn.functional.cross_entropy(
+        logits.float().flatten(0, 1), targets[:, keep].flatten(), ignore_index=modelio.IGNORE
+    )
+
+
+def _takes_logits_to_keep(model) -> bool:
+    """Whether to compute the logits of the answer positions only: the model's forward can, and its
+    vocabulary is large enough (SUBSET_VOCAB_RATIO x the hidden size) for the output layer to matter."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = base.config
+    large = getattr(config, "vocab_size", 0) >= SUBSET_VOCAB_RATIO * getattr(config, "hidden_size", 1 << 30)
+    return large and "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
 def make_optimizer(params, learning_rate: float):
@@ -182,10 +215,18 @@ def _estimate_params(model_dir: Path) -> int:
     return size // (2 if ("16" in dtype) else 4)
 
 
-def _resolve_method(requested: str | None, params: int) -> str:
+def _is_builtin(model_dir: Path) -> bool:
+    """Whether `model_dir` is the built-in random model or a model fully tuned from it."""
+    meta = modelio.read_meta(model_dir)
+    return bool(meta.get("builtin")) or meta.get("tokenizer") == "bytes"  # tuned models keep "bytes"
+
+
+def _resolve_method(requested: str | None, builtin: bool) -> str:
+    """The method to tune with: "full" and "lora" as asked; "auto": LoRA for a pretrained base (as
+    Google's services tune adapters), full fine-tuning for the built-in model (nothing to keep)."""
     if requested in ("full", "lora"):
         return requested
-    return "lora" if params > LORA_ABOVE_PARAMS else "full"
+    return "full" if builtin else "lora"
 
 
 def _prepare_model(req: TrainRequest, device):
@@ -194,9 +235,9 @@ def _prepare_model(req: TrainRequest, device):
 
     base_dir, adapter = modelio.resolve(Path(req.init_dir or req.base_dir))
     params = _estimate_params(base_dir)
-    method = _resolve_method(req.tuning_method, params)
+    method = _resolve_method(req.tuning_method, _is_builtin(base_dir))
     dtype = torch.float32
-    if (method == "lora" and device.type == "cuda" and params > LORA_ABOVE_PARAMS
+    if (method == "lora" and device.type == "cuda" and params > BF16_BASE_ABOVE_PARAMS
             and torch.cuda.is_bf16_supported()):
         dtype = torch.bfloat16  # frozen base weights only; the adapter trains in fp32
     tokenizer = modelio.load_tokenizer(adapter or base_dir)
@@ -232,12 +273,14 @@ def _train_limit(model) -> int:
     return min(positions, MAX_TRAIN_TOKENS) if positions else MAX_TRAIN_TOKENS
 
 
-def _tokenize(examples, tokenizer, fmt: modelio.PromptFormat, limit: int, device):
-    """All examples as right-padded [N, Lmax] id and label tensors, plus each one's length."""
+def _tokenize(examples, fmt: modelio.PromptFormat, limit: int, device):
+    """All examples as right-padded [N, Lmax] id and label tensors, plus each one's length.
+
+    Each is framed as generation frames its input (modelio.PromptFormat: the chat template's user
+    turn when the tokenizer has one), the loss on the answer and its eos / end-of-turn only."""
     import torch
 
-    rows = [fmt.example(modelio.encode(tokenizer, inp), modelio.encode(tokenizer, out), limit)
-            for inp, out in examples]
+    rows = [fmt.frame_example(inp, out, limit) for inp, out in examples]
     lengths = [len(ids) for ids, _ in rows]
     width = max(lengths)
     ids_all = torch.full((len(rows), width), fmt.pad, dtype=torch.long)

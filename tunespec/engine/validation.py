@@ -228,30 +228,53 @@ def text_prompt(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return text, body
 
 
-def content_prompt(raw: dict[str, Any], kind: str, name: str) -> tuple[str, dict[str, Any]]:
-    """A GenerateContentRequest to `kind/name` -> (its text parts joined, the request snake_cased)."""
+CHAT_ROLES = {"user": "user", "model": "assistant"}  # Gemini's roles -> chat-template roles
+
+
+def content_prompt(
+    raw: dict[str, Any], kind: str, name: str
+) -> tuple[str, list[dict[str, str]], dict[str, Any]]:
+    """A GenerateContentRequest to `kind/name` -> (its text parts joined by newlines: the prompt of a
+    model without a chat template; the conversation as chat messages; the request snake_cased).
+
+    Each content is one turn (role `user`, the default, or `model`: the template's `assistant`; its
+    parts joined by newlines); system_instruction's text is a system message before them."""
     _check_fields(raw, _GENERATE_CONTENT, "")
     body = to_snake(raw)
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         raise invalid('contents is required: [{"parts": [{"text": ...}]}]', "contents")
-    texts = []
+    texts: list[str] = []
+    messages: list[dict[str, str]] = []
     for i, c in enumerate(contents):
-        for j, part in enumerate(read_message(c, f"contents[{i}]").get("parts") or []):
-            t = read_string(
-                read_message(part, f"contents[{i}].parts[{j}]").get("text"), f"contents[{i}].parts[{j}].text"
-            )
-            if t is None:
-                raise invalid("only text parts are supported by tuned models", f"contents[{i}].parts[{j}]")
-            texts.append(t)
+        content = read_message(c, f"contents[{i}]")
+        turn = _text_parts(content, f"contents[{i}]")
+        role = read_string(content.get("role"), f"contents[{i}].role") or "user"
+        if role not in CHAT_ROLES:
+            raise invalid("Please use a valid role: user, model.", f"contents[{i}].role")
+        texts += turn
+        if turn:
+            messages.append({"role": CHAT_ROLES[role], "content": "\n".join(turn)})
     prompt = "\n".join(texts)
     if not prompt:
         raise invalid("contents holds no text", "contents")
-    if kind == "tunedModels" and body.get("system_instruction"):
-        raise invalid(f"Developer instruction is not enabled for tunedModels/{name}", "system_instruction")
+    system = "\n".join(_text_parts(read_message(body.get("system_instruction"), "system_instruction"),
+                                   "system_instruction"))
+    if system:
+        messages.insert(0, {"role": "system", "content": system})
     if len(prompt) > MAX_INPUT_CHARS:
         raise invalid(f"input is {len(prompt)} characters; the limit is {MAX_INPUT_CHARS}", "contents")
-    return prompt, body
+    return prompt, messages, body
+
+
+def _text_parts(content: dict[str, Any], where: str) -> list[str]:
+    texts = []
+    for j, part in enumerate(content.get("parts") or []):
+        t = read_string(read_message(part, f"{where}.parts[{j}]").get("text"), f"{where}.parts[{j}].text")
+        if t is None:
+            raise invalid("only text parts are supported by tuned models", f"{where}.parts[{j}]")
+        texts.append(t)
+    return texts
 
 
 # ---- CreateTunedModel ------------------------------------------------------------------------------

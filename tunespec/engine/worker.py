@@ -1,6 +1,6 @@
 """The training worker: a separate process that runs queued tuning jobs from the store, in order.
 
-`python -m tunespec.engine.worker --data-dir DIR [--models JSON] [--parent-pid PID]`
+`python -m tunespec.engine.worker --data-dir DIR [--models JSON] [--alias-model NAME] [--parent-pid PID]`
 
 The engine starts one such process per concurrent job (`tunespec serve --workers N`) and keeps
 them alive with a WorkerSupervisor (below): Hugging Face model loading is not thread-safe, so each
@@ -10,7 +10,9 @@ tunespec.engine.train, writes one snapshot per step, and ends it ACTIVE or FAILE
 job ends FAILED with the operation error code 1 (CANCELLED). On SIGTERM a running job checkpoints
 and goes back to the queue; after a crash (SIGKILL) the next worker sees the dead owner, reclaims
 the job and resumes from its last checkpoint. A job that crashes its worker three times ends
-FAILED instead of looping. The worker exits when its parent process dies.
+FAILED instead of looping. A base model that cannot be used (a package not installed, a GGUF
+file that fails to convert) ends the job FAILED with the reason. The worker exits when its parent
+process dies.
 """
 
 from __future__ import annotations
@@ -46,11 +48,15 @@ class Worker:
         data_dir: Path,
         *,
         extra_models: Mapping[str, Path] | None = None,
+        alias_model: str | None = None,
         parent_pid: int | None = None,
     ):
+        from tunespec.engine.basemodels import BUILTIN
+
         self.data_dir = Path(data_dir)
         self.store = Store(self.data_dir)
         self.extra = dict(extra_models or {})
+        self.alias = alias_model or BUILTIN  # the model serving Google's names, as the server resolved it
         self.owner = owner_token()
         self.parent_pid = parent_pid
         self._stop = threading.Event()
@@ -108,6 +114,8 @@ class Worker:
         model_id = job["id"]
         work_dir = self.data_dir / "jobs" / model_id
         log.info("training tunedModels/%s (%d steps)", model_id, job["total_steps"])
+        from tunespec.engine.gguf_import import ModelError
+
         try:
             from tunespec.engine import basemodels, train
 
@@ -116,7 +124,7 @@ class Worker:
             self.store.delete_snapshots_after(model_id, done)
             if job["start_ns"] is None:
                 self.store.update_model(model_id, start_ns=now_ns())
-            base_dir = basemodels.materialize(job["base_model"], self.data_dir, self.extra)
+            base_dir = basemodels.materialize(job["base_model"], self.data_dir, self.extra, self.alias)
             init_dir = self.data_dir / job["init_dir"] if job["init_dir"] else None
             if init_dir is not None and not init_dir.exists():
                 raise RuntimeError(f"the source tuned model's weights are missing ({init_dir})")
@@ -131,6 +139,9 @@ class Worker:
                 init_dir=init_dir,
                 data_dir=self.data_dir,
             )
+        except ModelError as exc:  # the base model cannot be used: say why, do not retry
+            self._fail(model_id, f"Tuning failed: {exc}", error_code=9)  # FAILED_PRECONDITION
+            return
         except Exception as exc:
             self._fail(model_id, f"Tuning failed while preparing the job: {exc}")
             return
@@ -188,10 +199,11 @@ class Worker:
         self.store.finish(model_id, self.owner, state="ACTIVE", now_ns=now_ns(), weights_dir=weights_dir)
         log.info("tunedModels/%s is ACTIVE", model_id)
 
-    def _fail(self, model_id: str, message: str) -> None:
+    def _fail(self, model_id: str, message: str, error_code: int = 13) -> None:
         log.error("tunedModels/%s: %s", model_id, message)
         self.store.finish(
-            model_id, self.owner, state="FAILED", now_ns=now_ns(), error_code=13, error_message=message
+            model_id, self.owner, state="FAILED", now_ns=now_ns(), error_code=error_code,
+            error_message=message,
         )
 
 
@@ -203,11 +215,13 @@ class WorkerSupervisor:
     """
 
     def __init__(
-        self, data_dir: Path, *, count: int, extra_models: Mapping[str, Path], log_path: Path | None
+        self, data_dir: Path, *, count: int, extra_models: Mapping[str, Path], log_path: Path | None,
+        alias_model: str | None = None,
     ):
         self.data_dir = data_dir
         self.count = max(1, count)
         self.extra = {k: str(v) for k, v in extra_models.items()}
+        self.alias = alias_model
         self.log_path = log_path
         self.procs: list[subprocess.Popen[bytes]] = []
         self._stop = threading.Event()
@@ -225,6 +239,8 @@ class WorkerSupervisor:
             "--parent-pid",
             str(os.getpid()),
         ]
+        if self.alias:
+            cmd += ["--alias-model", self.alias]
         env = dict(os.environ)
         if self.count > 1 and "OMP_NUM_THREADS" not in env:  # share the cores instead of oversubscribing
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.count))
@@ -276,6 +292,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tunespec.engine.worker")
     parser.add_argument("--data-dir", required=True, type=Path)
     parser.add_argument("--models", default="{}", help="JSON object {name: path} of extra base models")
+    parser.add_argument("--alias-model", default=None,
+                        help="the model serving Google's model names (default: the built-in model)")
     parser.add_argument("--parent-pid", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -284,7 +302,9 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s worker[%(process)d] %(levelname)s %(message)s",
     )
     extra = {k: Path(v) for k, v in json.loads(args.models).items()}
-    worker = Worker(args.data_dir, extra_models=extra, parent_pid=args.parent_pid)
+    worker = Worker(
+        args.data_dir, extra_models=extra, alias_model=args.alias_model, parent_pid=args.parent_pid
+    )
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     worker.run()
