@@ -6,6 +6,7 @@ Each command's work is in `tunespec.commands.<verb>.run(...)`, imported when the
 
 from __future__ import annotations
 
+import math
 import sys
 from importlib import import_module
 from typing import Any
@@ -109,6 +110,13 @@ def serve(host: str, port: int, data_dir: str | None, token_file: str | None, wo
 
 # ---- runner commands: plan, apply, eval, status, list, delete ----------------------------------------
 
+def _finite_seconds(value: float | None) -> float | None:
+    """--timeout: a positive, finite number of seconds (FloatRange lets nan and inf through)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number of seconds.")
+    return value
+
+
 _TARGET_HELP = "Where to run: local, google or an http(s) URL (default: $TUNESPEC_TARGET, else the spec's)."
 
 
@@ -138,6 +146,7 @@ def plan(paths: tuple[str, ...], target: str | None, project: str | None,
 @_SPECS
 @_runner_options
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              callback=lambda _ctx, _param, value: _finite_seconds(value),
               help="Give up waiting after this long (the job keeps running; apply again to attach).")
 @click.option("--prune", is_flag=True, help="Delete each job's superseded models after it succeeds.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (plain lines are used off a terminal).")

@@ -176,8 +176,18 @@ class TuningClient:
                     headers=headers,
                     timeout=timeout or self.timeout,
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                kind = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError,
+            ) as exc:  # transient: a reset or truncated answer mid-response is retried like a drop
+                if isinstance(exc, requests.Timeout):
+                    kind = "timed out"
+                elif isinstance(exc, requests.ConnectionError):
+                    kind = "connection failed"
+                else:
+                    kind = "the answer was cut off"
                 delay = self._backoff(attempt)
                 if attempt >= self.max_retries or waited + delay > self.max_retry_wait:
                     raise ApiError(
@@ -204,6 +214,14 @@ class TuningClient:
                 try:
                     return response.json()
                 except ValueError:
+                    # A truncated or mangled answer (a proxy's page) is transient: retried a few times.
+                    delay = self._backoff(attempt)
+                    if attempt < min(self.max_retries, 3) and waited + delay <= self.max_retry_wait:
+                        self._retry(f"{where}: HTTP {response.status_code} with a body that is not JSON; "
+                                    f"retrying in {delay:.1f}s", delay)
+                        waited += delay
+                        attempt += 1
+                        continue
                     raise ApiError(
                         f"{where}: the service answered HTTP {response.status_code} with a body "
                         "that is not JSON; check that the target URL points at a tuning service",

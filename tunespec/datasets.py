@@ -125,10 +125,33 @@ def _decode(data: bytes, log: ProblemLog) -> tuple[str, bool]:
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         log.add("encoding", "the file is UTF-16; save it as UTF-8", line=1, column=1)
         return "", True
+    if _looks_like_utf16(data):
+        log.add("encoding", "the file looks like UTF-16 (every other byte is NUL); save it as UTF-8",
+                line=1, column=1)
+        return "", True
     try:
         return data.decode("utf-8-sig"), False
     except UnicodeDecodeError:
         return data.decode("utf-8-sig", errors="surrogateescape"), True
+
+
+def _looks_like_utf16(data: bytes) -> bool:
+    """UTF-16 without a BOM: in its first bytes, the high (or low) byte of most characters is NUL."""
+    sample = data[:4096]
+    if len(sample) < 4 or b"\x00" not in sample:
+        return False
+    pairs = len(sample) // 2
+    return max(sample[1::2].count(0), sample[0::2].count(0)) >= 0.4 * pairs
+
+
+def _nul_in(row: Row, log: ProblemLog) -> bool:
+    for key, value in row.values.items():
+        if isinstance(value, str) and "\x00" in value:
+            log.add("nul", f"a NUL byte (\\x00) in {key!r}", row=row,
+                    hint="remove it; a NUL byte often means the file was saved as binary or UTF-16",
+                    summary="rows with NUL bytes")
+            return True
+    return False
 
 
 def _bad_text(value: str) -> bool:
@@ -157,13 +180,16 @@ def read_rows(path: Path, fmt: str, log: ProblemLog, *, sink: _Sink | None = Non
     """
     data = path.read_bytes()
     text, undecodable = _decode(data, log)
+    nul = "\x00" in text or "\\u0000" in text  # raw, or escaped in JSON
     if fmt in ("csv", "tsv"):
         header, rows = _csv_rows(text, "excel-tab" if fmt == "tsv" else "excel", log,
-                                 None if undecodable else sink)
+                                 None if undecodable or nul else sink)
     elif fmt == "jsonl":
         header, rows = None, _jsonl_rows(text, log)
     else:
         header, rows = None, _json_rows(text, log)
+    if nul:
+        rows = (row for row in rows if not _nul_in(row, log))
     if not undecodable:
         return header, rows
     return header, (row for row in rows if not _report_undecodable(row, log))
@@ -248,7 +274,7 @@ def _csv_rows(text: str, dialect: str, log: ProblemLog, sink: _Sink | None = Non
 
 def _jsonl_rows(text: str, log: ProblemLog) -> Iterator[Row]:
     number = 0
-    for line_no, line in enumerate(text.splitlines(), 1):
+    for line_no, line in enumerate(text.split("\n"), 1):  # not splitlines: JSON allows raw U+2028
         if not line.strip():
             continue
         number += 1

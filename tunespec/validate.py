@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunespec.datasets import DatasetStats, load_examples
+from tunespec.datasets import DatasetResult, DatasetStats, load_examples
 from tunespec.errors import Problem, SpecError
 from tunespec.spec import JobSpec, expand_spec_paths, load_spec
+from tunespec.spec.paths import safe_resolve
 
 JSON_SCHEMA_VERSION = 1
 
@@ -33,6 +34,7 @@ class FileResult:
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     stats: DatasetStats | None = None
+    dataset: DatasetResult | None = field(default=None, repr=False)  # the examples, when valid
 
     @property
     def valid(self) -> bool:
@@ -54,6 +56,7 @@ def validate_file(path: str | Path, *, env: Mapping[str, str] | None = None) -> 
         return result
     result.warnings = dataset.warnings
     result.stats = dataset.stats
+    result.dataset = dataset
     return result
 
 
@@ -69,10 +72,32 @@ def validate_paths(paths: Iterable[str | Path], *, env: Mapping[str, str] | None
             results.append(FileResult(str(raw), errors=exc.problems))
     seen: set[Path] = set()
     for file in files:
-        if file.resolve() not in seen:
-            seen.add(file.resolve())
+        if safe_resolve(file) not in seen:
+            seen.add(safe_resolve(file))
             results.append(validate_file(file, env=env))
+    _check_unique_jobs(results, env)
     return results
+
+
+def _check_unique_jobs(results: list[FileResult], env: Mapping[str, str] | None) -> None:
+    """`plan` refuses two jobs with one tuned model id or one report dir: so does validate."""
+    valid = [r for r in results if r.valid and r.spec is not None and r.dataset is not None]
+    if len(valid) < 2:
+        return
+    from tunespec.planning import check_unique_ids, identify  # planning imports this module
+
+    jobs, owner = [], {}
+    for result in valid:
+        assert result.spec is not None
+        jobs.append(identify(result.spec, result.dataset, env=env))
+        owner[str(result.spec.path)] = result
+    try:
+        check_unique_ids(jobs)
+    except SpecError as exc:
+        for problem in exc.problems:
+            result = owner.get(problem.file)
+            if result is not None:
+                result.errors.append(problem)
 
 
 def problem_json(problem: Problem) -> dict[str, Any]:

@@ -139,16 +139,36 @@ def test_claims_are_exclusive_and_in_order(tmp_path: Path) -> None:
     assert Store(tmp_path).claim_next("late:1:0", is_dead=lambda _: False) is None
 
 
-def test_dead_owner_jobs_are_reclaimed_then_given_up(tmp_path: Path) -> None:
+def test_dead_owner_jobs_are_reclaimed_without_a_charge(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.insert_model(_row("restarted"))
+    for attempt in range(10):  # an engine that dies with its workers, again and again
+        job = store.claim_next(f"h:{attempt}:0", is_dead=lambda _: True)
+        assert job is not None and job["attempts"] == 0
+    assert store.reap(5, is_dead=lambda _: True) == []
+    store.release("restarted", "h:9:0")
+    assert store.get_model("restarted")["attempts"] == 0
+
+
+def test_jobs_that_crash_their_worker_are_charged_then_given_up(tmp_path: Path) -> None:
+    import socket
+
     store = Store(tmp_path)
     store.insert_model(_row("crashy"))
+    store.insert_model(_row("bystander"))
+    host = socket.gethostname()
     for attempt in range(3):
-        job = store.claim_next(f"h:{attempt}:0", is_dead=lambda _: True)
-        assert job is not None and job["attempts"] == attempt + 1
-    assert store.claim_next("h:9:0", is_dead=lambda _: True) is None  # no fourth try
-    assert store.reap(5, is_dead=lambda _: True) == ["crashy"]
+        job = store.claim_next(f"{host}:{100 + attempt}:0", is_dead=lambda _: False)
+        assert job is not None and job["id"] == "crashy"
+        assert store.charge_crash(100 + attempt) == ["crashy"]
+        assert store.get_model("crashy")["attempts"] == attempt + 1
+    assert store.charge_crash(100) == []  # charged once per death
+    job = store.claim_next(f"{host}:200:0", is_dead=lambda _: False)
+    assert job is not None and job["id"] == "bystander"  # no fourth try for crashy
+    assert store.reap(5, is_dead=lambda _: False) == ["crashy"]
     row = store.get_model("crashy")
-    assert row["state"] == "FAILED" and "interrupted 3 times" in row["error_message"]
+    assert row["state"] == "FAILED" and "crashed its training worker 3 times" in row["error_message"]
+    assert store.get_model("bystander")["attempts"] == 0
 
 
 def test_cancel_of_a_queued_job_ends_it_at_once(tmp_path: Path) -> None:

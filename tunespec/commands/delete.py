@@ -25,6 +25,10 @@ def run(
     superseded_only: bool,
     yes: bool,
 ) -> int:
+    if superseded_only and not paths:
+        err("error: --superseded needs job specs (PATH...): it deletes the models those jobs superseded; "
+            "--model names exact models")
+        return EXIT_INVALID
     if not paths and not models:
         err("error: name job specs (PATH...) or tuned models (--model tunedModels/ID)")
         return EXIT_INVALID

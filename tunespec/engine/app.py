@@ -19,9 +19,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunespec.engine.door import resolve_project
+from tunespec.engine.limits import BODY_LIMIT, CREATE_BODY_LIMIT, DRAIN_LIMIT
 from tunespec.engine.render import VERSIONS
 from tunespec.engine.service import Ctx, Engine
-from tunespec.engine.wire import ApiException, compact, parse_body, wants_int_enums
+from tunespec.engine.wire import ApiException, compact, invalid, parse_body, too_large, wants_int_enums
 from tunespec.tuning_api import snake
 
 log = logging.getLogger("tunespec.engine")
@@ -31,6 +32,36 @@ OPERATION_PREFIXES = ("v1", "v1beta3", "v1beta")
 
 def _json(body: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=status)
+
+
+async def _drain(request: Request, seen: int) -> None:
+    """Read and drop what is left of a refused body (up to DRAIN_LIMIT), so that the client, still
+    sending, reads the 413 instead of a connection reset."""
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > DRAIN_LIMIT:
+            return
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 once over `limit` bytes: at once by its Content-Length,
+    else while streaming it (chunked), never holding more than `limit` bytes."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.strip().isdigit():
+            raise invalid(f"Invalid Content-Length header {length[:40]!r}.")
+        if int(length) > limit:
+            await _drain(request, 0)
+            raise too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            await _drain(request, size)
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def create_app(
@@ -68,7 +99,9 @@ def create_app(
         err = ApiException("INTERNAL", f"Internal error: {type(exc).__name__}: {exc}")
         return _json(err.body(), 500)
 
-    def route(method: str, path: str, fn: Callable[..., Any], *, body: bool = False) -> None:
+    def route(
+        method: str, path: str, fn: Callable[..., Any], *, body: bool = False, limit: int = BODY_LIMIT
+    ) -> None:
         """Serve `fn(ctx, *path_params[, body])` at `method path` (its first segment is the API version)."""
         version = path.split("/")[1]
 
@@ -82,7 +115,7 @@ def create_app(
             )
             args: list[Any] = [ctx, *request.path_params.values()]
             if body:
-                args.append(parse_body(await request.body()))
+                args.append(parse_body(await read_body(request, limit)))
             result = await run_in_threadpool(fn, *args)
             return _json(compact(result, int_enums=ctx.int_enums))
 
@@ -97,7 +130,7 @@ def create_app(
             partial(engine.generate_text, kind="models"),
             body=True,
         )
-        route("POST", f"/{v}/tunedModels", engine.create_tuned_model, body=True)
+        route("POST", f"/{v}/tunedModels", engine.create_tuned_model, body=True, limit=CREATE_BODY_LIMIT)
         route("GET", f"/{v}/tunedModels", engine.list_tuned_models)
         route(
             "POST",

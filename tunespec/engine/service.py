@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunespec.engine import ids, render, validation
+from tunespec.engine import ids, paging, render, validation
 from tunespec.engine.store import AlreadyExists, Store
 from tunespec.engine.wire import ApiException, invalid, now_ns
 from tunespec.tuning_api import total_steps
 
+FALLBACK_SAMPLING = {"temperature": 0.7, "top_p": 0.95, "top_k": 40}  # base model gone: text-bison's
 SMALL_DATASET = 500  # examples; below it the smaller-dataset defaults apply
 
 
@@ -93,12 +94,12 @@ class Engine:
     def list_base_models(self, ctx: Ctx) -> dict[str, Any]:
         from tunespec.engine.basemodels import list_base_models
 
-        size = validation.page_size(ctx.query, default=50)
-        start = validation.page_token(ctx.query)
+        size = paging.page_size(ctx.query, default=50)
+        start = paging.page_token(ctx.query)
         models = list_base_models(ctx.version, self.extra, self.alias)
         out: dict[str, Any] = {"models": [render.base_model(m) for m in models[start : start + size]]}
         if start + size < len(models):
-            out["nextPageToken"] = validation.next_page_token(start + size)
+            out["nextPageToken"] = paging.next_page_token(start + size)
         return out
 
     def get_base_model(self, ctx: Ctx, name: str) -> dict[str, Any]:
@@ -215,11 +216,11 @@ class Engine:
         return op
 
     def list_tuned_models(self, ctx: Ctx) -> dict[str, Any]:
-        size = validation.page_size(ctx.query, default=10)
+        size = paging.page_size(ctx.query, default=10)
         flt = (ctx.query.get("filter") or "").strip().lower()
         words = [w for w in flt.split() if ":" not in w]
         rows: list[dict[str, Any]] = []
-        cursor = validation.page_token(ctx.query)
+        cursor = paging.page_token(ctx.query)
         while len(rows) < size + 1:
             batch = self.store.list_models(ctx.project, after_seq=cursor, limit=200)
             if not batch:
@@ -238,7 +239,7 @@ class Engine:
         page = rows[:size]
         out: dict[str, Any] = {key: self._render(fn, page, version)}
         if len(rows) > size:
-            out["nextPageToken"] = validation.next_page_token(page[-1]["seq"])
+            out["nextPageToken"] = paging.next_page_token(page[-1]["seq"])
         return out
 
     def get_tuned_model(self, ctx: Ctx, model_id: str) -> dict[str, Any]:
@@ -247,6 +248,11 @@ class Engine:
     def update_tuned_model(self, ctx: Ctx, model_id: str, raw: dict[str, Any]) -> dict[str, Any]:
         row = self._owned(ctx, model_id)
         fields = validation.patch_fields(raw, ctx.query.get("update_mask"), ctx.version)
+        cleared = [f for f in ("temperature", "top_p", "top_k") if f in fields and fields[f] is None]
+        if cleared:  # a cleared sampling default is the base model's again
+            base = self._base_model(row["base_model"], row["api_version"])
+            for f in cleared:
+                fields[f] = getattr(base, f) if base else FALLBACK_SAMPLING[f]
         if fields:
             self.store.update_model(model_id, **fields, update_ns=max(now_ns(), row["update_ns"]))
         return self.get_tuned_model(ctx, model_id)
@@ -277,9 +283,9 @@ class Engine:
         if model_id is not None:
             rows, size = [self._owned(ctx, model_id)], 1
         else:
-            size = validation.page_size(ctx.query, default=10)
+            size = paging.page_size(ctx.query, default=10)
             rows = self.store.list_models(
-                ctx.project, after_seq=validation.page_token(ctx.query), limit=size + 1
+                ctx.project, after_seq=paging.page_token(ctx.query), limit=size + 1
             )
         return self._page("operations", render.operation, rows, size, ctx.version)
 
@@ -307,10 +313,10 @@ class Engine:
             base = self._base_model(row["base_model"], row["api_version"]) or self._base_model(
                 row["base_model"], ctx.version
             )
-            limits = {
-                "temperature": row["temperature"],
-                "top_p": row["top_p"],
-                "top_k": row["top_k"],
+            limits = {  # a NULL (a row cleared before clearing restored defaults): the base's
+                f: row[f] if row[f] is not None else getattr(base, f, FALLBACK_SAMPLING[f])
+                for f in ("temperature", "top_p", "top_k")
+            } | {
                 "output_limit": base.output_token_limit if base else 512,
             }
             return self.data_dir / row["weights_dir"], limits

@@ -7,6 +7,11 @@ which resolve to themselves. The training data is kept (the worker needs it, and
 resumed job needs it again) but is never returned by the API. Every process and thread opens its
 own connection; claims on queued jobs are atomic compare-and-set UPDATEs with a lease, so two
 engines on one data dir never run the same job.
+
+`attempts` counts the times a job crashed its worker: a worker process that died while holding it,
+while the engine supervising that worker lived on and had not told it to stop (`charge_crash`, called
+by worker.WorkerSupervisor). Claiming a job charges nothing, and neither does a job whose owner died
+with its whole engine (SIGKILL, reboot) or gave it back on SIGTERM: the next claim resumes it.
 """
 
 from __future__ import annotations
@@ -219,7 +224,10 @@ class Store:
     def claim_next(
         self, owner: str, *, lease_s: float = LEASE_S, is_dead: Callable[[str], bool] = owner_is_dead
     ) -> dict[str, Any] | None:
-        """Atomically claim the oldest CREATING job nobody (alive) holds; None when the queue is empty."""
+        """Atomically claim the oldest CREATING job nobody (alive) holds; None when the queue is empty.
+
+        A job whose owner died (or whose lease ran out) is claimed again as it is: the claim charges
+        no attempt (only `charge_crash` does)."""
         now = time.time()
         cur = self._conn().execute(
             "SELECT id, claimed_by, lease_until, attempts FROM tuned_models "
@@ -231,7 +239,7 @@ class Store:
                 continue
             with self._tx() as db:
                 got = db.execute(
-                    "UPDATE tuned_models SET claimed_by = ?, lease_until = ?, attempts = attempts + 1 "
+                    "UPDATE tuned_models SET claimed_by = ?, lease_until = ? "
                     "WHERE id = ? AND state = 'CREATING' AND cancel_requested = 0 AND claimed_by IS ?",
                     (owner, now + lease_s, r["id"], r["claimed_by"]),
                 ).rowcount
@@ -250,10 +258,28 @@ class Store:
         """Give a job back to the queue (engine shutting down): the next worker resumes it."""
         with self._tx() as db:
             db.execute(
-                "UPDATE tuned_models SET claimed_by = NULL, lease_until = NULL, attempts = attempts - 1 "
+                "UPDATE tuned_models SET claimed_by = NULL, lease_until = NULL "
                 "WHERE id = ? AND claimed_by = ?",
                 (model_id, owner),
             )
+
+    def charge_crash(self, pid: int, host: str | None = None) -> list[str]:
+        """Worker process `pid` of `host` (default: this one) died unasked while its engine lives on:
+        charge one attempt to each CREATING job it held and give it back to the queue (the next
+        claim resumes it; `reap` ends it once it crashed MAX_ATTEMPTS workers). Returns their ids."""
+        prefix = f"{host or socket.gethostname()}:{pid}:"
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT id, claimed_by FROM tuned_models WHERE state = 'CREATING' AND claimed_by IS NOT NULL"
+            ).fetchall()
+            ids = [r["id"] for r in rows if r["claimed_by"].startswith(prefix)]
+            for model_id in ids:
+                db.execute(
+                    "UPDATE tuned_models SET attempts = attempts + 1, claimed_by = NULL, lease_until = NULL "
+                    "WHERE id = ?",
+                    (model_id,),
+                )
+        return ids
 
     def finish(
         self,
@@ -318,8 +344,8 @@ class Store:
                 code, msg = (
                     13,
                     (
-                        f"Tuning failed: the job was interrupted {r['attempts']} times "
-                        "(engine stopped or crashed while training); giving up."
+                        f"Tuning failed: the job crashed its training worker {r['attempts']} times "
+                        "(the process died while training it, e.g. out of memory); giving up."
                     ),
                 )
             with self._tx() as db:

@@ -7,12 +7,19 @@ field violation each.
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tunespec.engine.limits import (
+    FLOAT32_MAX,
+    INT32_MAX,
+    INT32_MIN,
+    MAX_EXAMPLES_BYTES,
+    MAX_PROMPT_CHARS,
+    examples_bytes,
+)
 from tunespec.engine.wire import invalid
 from tunespec.tuning_api import TUNED_MODEL_ID_RULE, snake, to_snake, valid_tuned_model_id
 
@@ -116,11 +123,17 @@ def read_number(value: Any, field: str, kind: str = "TYPE_FLOAT") -> float | Non
         raise invalid(f"Invalid value at '{field}' ({kind}), {value!r}", field)
     try:
         number = float(value)
-    except ValueError:
-        raise invalid(f"Invalid value at '{field}' ({kind}), \"{value}\"", field) from None
-    if math.isnan(number) or math.isinf(number):
-        raise invalid(f"Invalid value at '{field}' ({kind}), {value!r}", field)
+    except (ValueError, OverflowError):  # not a number; an integer beyond any float
+        raise invalid(f"Invalid value at '{field}' ({kind}), {_shown(value)}", field) from None
+    if math.isnan(number) or math.isinf(number) or (kind == "TYPE_FLOAT" and abs(number) > FLOAT32_MAX):
+        raise invalid(f"Invalid value at '{field}' ({kind}), {_shown(value)}", field)
     return number
+
+
+def _shown(value: Any) -> str:
+    """A value in a message: a string quoted, a number as written, at most 40 characters."""
+    text = f'"{value}"' if isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def read_int(value: Any, field: str) -> int | None:
@@ -128,8 +141,8 @@ def read_int(value: Any, field: str) -> int | None:
     number = read_number(value, field, "TYPE_INT32")
     if number is None:
         return None
-    if number != int(number):
-        raise invalid(f"Invalid value at '{field}' (TYPE_INT32), {value!r}", field)
+    if number != int(number) or not INT32_MIN <= int(number) <= INT32_MAX:
+        raise invalid(f"Invalid value at '{field}' (TYPE_INT32), {_shown(value)}", field)
     return int(number)
 
 
@@ -225,6 +238,9 @@ def text_prompt(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     text = read_string(prompt.get("text"), "prompt.text")
     if not text:
         raise invalid("prompt.text is required", "prompt.text")
+    if len(text) > MAX_PROMPT_CHARS:
+        message = f"prompt.text is {len(text)} characters; the limit is {MAX_PROMPT_CHARS}"
+        raise invalid(message, "prompt.text")
     return text, body
 
 
@@ -262,8 +278,9 @@ def content_prompt(
                                    "system_instruction"))
     if system:
         messages.insert(0, {"role": "system", "content": system})
-    if len(prompt) > MAX_INPUT_CHARS:
-        raise invalid(f"input is {len(prompt)} characters; the limit is {MAX_INPUT_CHARS}", "contents")
+    if len(prompt) + len(system) > MAX_PROMPT_CHARS:
+        raise invalid(f"input is {len(prompt) + len(system)} characters; the limit is {MAX_PROMPT_CHARS}",
+                      "contents")
     return prompt, messages, body
 
 
@@ -422,6 +439,10 @@ def _examples(task: dict[str, Any], bad: Callable[[str, str], None]) -> list[tup
             bad(f"{at}.output", f"output is {len(output)} characters; the limit is {MAX_OUTPUT_CHARS}")
         if isinstance(text, str) and isinstance(output, str):
             out.append((text, output))
+    size = examples_bytes(out)
+    if size > MAX_EXAMPLES_BYTES:
+        bad(field, f"the examples make a {size / 2**20:.1f} MiB request; the limit is "
+                   f"{MAX_EXAMPLES_BYTES / 2**20:g} MiB")
     return out
 
 
@@ -466,37 +487,3 @@ def patch_fields(raw: dict[str, Any], update_mask: str | None, version: str) -> 
         fields[path] = value
     return fields
 
-
-# ---- list paging -----------------------------------------------------------------------------------
-
-
-def page_size(query: Mapping[str, str], default: int) -> int:
-    """The `pageSize` query parameter: 0 or absent means `default`; at most 1000."""
-    size = read_int(query.get("page_size"), "page_size")
-    if size is None or size == 0:
-        return default
-    if size < 0:
-        raise invalid(f"page_size must not be negative (got {size})", "page_size")
-    return min(size, 1000)
-
-
-def page_token(query: Mapping[str, str]) -> int:
-    """The position a `pageToken` (a previous list's nextPageToken) resumes after; 0 when absent."""
-    token = query.get("page_token")
-    if not token:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        kind, n = text.split(":")
-        if kind != "after":
-            raise ValueError(kind)
-        return int(n)
-    except (ValueError, UnicodeDecodeError):
-        raise invalid(
-            f"Invalid page_token {token!r}: pass the nextPageToken of a previous list call.", "page_token"
-        ) from None
-
-
-def next_page_token(position: int) -> str:
-    """The nextPageToken that resumes a list after `position`."""
-    return base64.urlsafe_b64encode(f"after:{position}".encode()).decode().rstrip("=")

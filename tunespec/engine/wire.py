@@ -13,6 +13,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from tunespec.engine.limits import MAX_DEPTH, too_large_message, tree_problem
+
 STATUS_HTTP = {
     "CANCELLED": 499,
     "INVALID_ARGUMENT": 400,
@@ -35,12 +37,13 @@ class ApiException(Exception):
     """An error answered as `{"error": {code, message, status, details?}}`."""
 
     def __init__(
-        self, status: str, message: str, *, violations: list[tuple[str, str]] | None = None, reason: str = ""
+        self, status: str, message: str, *, violations: list[tuple[str, str]] | None = None, reason: str = "",
+        http_status: int | None = None,
     ):
         super().__init__(message)
         self.status = status
         self.message = message
-        self.http_status = STATUS_HTTP.get(status, 500)
+        self.http_status = http_status or STATUS_HTTP.get(status, 500)
         self.violations = violations or []
         self.reason = reason
 
@@ -117,8 +120,15 @@ def _strip_trailing_commas(text: str) -> str:
     return "".join(out)
 
 
+def too_large(limit: int) -> ApiException:
+    """413 for a request body over `limit` bytes, in Google's envelope."""
+    return ApiException("INVALID_ARGUMENT", too_large_message(limit), http_status=413)
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
-    """Parse a request body like Google does: JSON object, trailing commas tolerated; empty is `{}`."""
+    """Parse a request body like Google does: JSON object, trailing commas tolerated; empty is `{}`.
+
+    Nesting beyond limits.MAX_DEPTH, lone surrogates and numbers Python cannot hold are 400s."""
     if not raw.strip():
         return {}
     try:
@@ -134,8 +144,16 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise invalid(
             f"Invalid JSON payload received. {exc.msg} at line {exc.lineno} column {exc.colno}."
         ) from None
+    except RecursionError:
+        message = f"Invalid JSON payload received. Nesting exceeds the limit of {MAX_DEPTH} levels."
+        raise invalid(message) from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise invalid(f"Invalid JSON payload received. Invalid number: {exc}") from None
     if not isinstance(value, dict):
         raise invalid("Invalid JSON payload received. Expected a JSON object at the top level.")
+    problem = tree_problem(value)
+    if problem:
+        raise invalid(problem[1], problem[0])
     return value
 
 

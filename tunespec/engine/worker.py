@@ -9,10 +9,12 @@ oldest CREATING job (an atomic UPDATE with a lease, renewed by a heartbeat), tra
 tunespec.engine.train, writes one snapshot per step, and ends it ACTIVE or FAILED. A cancelled
 job ends FAILED with the operation error code 1 (CANCELLED). On SIGTERM a running job checkpoints
 and goes back to the queue; after a crash (SIGKILL) the next worker sees the dead owner, reclaims
-the job and resumes from its last checkpoint. A job that crashes its worker three times ends
-FAILED instead of looping. A base model that cannot be used (a package not installed, a GGUF
-file that fails to convert) ends the job FAILED with the reason. The worker exits when its parent
-process dies.
+the job and resumes from its last checkpoint. Only a worker that dies while its supervisor lives on
+and did not ask it to stop charges an attempt to the job it held (the supervisor records it:
+Store.charge_crash); a job that crashes its worker three times ends FAILED instead of looping. The
+engine dying with its workers (SIGKILL, reboot) or stopping them (SIGTERM, Ctrl-C) charges nothing.
+A base model that cannot be used (a package not installed, a GGUF file that fails to convert) ends
+the job FAILED with the reason. The worker exits when its parent process dies.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tunespec.engine.store import CANCEL_MESSAGE, LEASE_S, Store, owner_token
+from tunespec.engine.store import CANCEL_MESSAGE, LEASE_S, MAX_ATTEMPTS, Store, owner_token
 from tunespec.engine.wire import now_ns
 
 log = logging.getLogger("tunespec.engine.worker")
@@ -264,14 +266,34 @@ class WorkerSupervisor:
 
     def _loop(self) -> None:
         delay = 0.5
+        store: Store | None = None
         while not self._stop.wait(0.5):
             for i, proc in enumerate(self.procs):
                 if proc.poll() is not None and not self._stop.is_set():
                     supervisor_log.warning("training worker exited with %s; restarting it", proc.returncode)
+                    # Charge after the wait: a worker dying with its whole engine is no job's fault.
                     self._stop.wait(delay)
                     delay = min(delay * 2, 10)
-                    if not self._stop.is_set():
-                        self.procs[i] = self._spawn()
+                    if self._stop.is_set():
+                        break
+                    try:
+                        store = store or Store(self.data_dir)
+                        self._charge(store, proc)
+                    except Exception:  # a busy database must not stop the supervisor
+                        supervisor_log.exception("recording the worker's crash failed")
+                    self.procs[i] = self._spawn()
+
+    @staticmethod
+    def _charge(store: Store, proc: subprocess.Popen[bytes]) -> None:
+        """The worker `proc` died unasked: charge the job it held (a clean exit released its job)."""
+        for model_id in store.charge_crash(proc.pid):
+            row = store.get_model(model_id) or {}
+            supervisor_log.warning(
+                "tunedModels/%s crashed its training worker (exit %s; attempt %s of %d)",
+                model_id, proc.returncode, row.get("attempts"), MAX_ATTEMPTS,
+            )
+        for model_id in store.reap(now_ns()):
+            supervisor_log.error("ended orphaned job tunedModels/%s", model_id)
 
     def stop(self, timeout: float = 15) -> None:
         self._stop.set()

@@ -35,14 +35,15 @@ def build_spec(doc: LocatedDoc, spec_path: Path, problems: Problems, extends: tu
         prompts = []
         for i, p in enumerate(ev.get("prompts", [])):
             loc = doc.loc(("evaluation", "prompts", i))
-            prompts.append(EvalPrompt(p["input"], assertions_of(p.items()), p.get("repeat", 1),
+            prompts.append(EvalPrompt(p["input"], assertions_of(p.items()), _int(p.get("repeat", 1)),
                                       p.get("name"), loc.line, loc.file))
         if "prompts_file" in ev:
             file = doc.file_at(("evaluation", "prompts_file"), ev["prompts_file"])
             prompts += read_prompts_file(file, problems)
-        evaluation = Evaluation(tuple(prompts), float(ev.get("threshold", 1.0)), ev.get("candidate_count", 1),
-                                ev.get("temperature"), ev.get("max_output_tokens"),
-                                ev.get("compare_base", False), ev.get("concurrency", 4))
+        evaluation = Evaluation(tuple(prompts), float(ev.get("threshold", 1.0)),
+                                _int(ev.get("candidate_count", 1)), ev.get("temperature"),
+                                _int(ev.get("max_output_tokens")), ev.get("compare_base", False),
+                                _int(ev.get("concurrency", 4)))
     hp = data.get("hyperparameters", {})
     lines = {format_key_path(p): loc.line for p, loc in doc.values.items() if p and loc.path == doc.top.path}
     base_model = data.get("base_model")
@@ -53,10 +54,11 @@ def build_spec(doc: LocatedDoc, spec_path: Path, problems: Problems, extends: tu
         display_name=data.get("display_name"), description=data.get("description"),
         target=data.get("target", "local"), project=data.get("project"), api_version=data.get("api_version"),
         base_model=base_model, source_model=data.get("source_model"), tuning_method=data.get("tuning_method"),
-        hyperparameters=Hyperparameters(hp.get("epoch_count"), hp.get("batch_size"),
+        hyperparameters=Hyperparameters(_int(hp.get("epoch_count")), _int(hp.get("batch_size")),
                                         _float(hp.get("learning_rate")),
                                         _float(hp.get("learning_rate_multiplier"))),
-        temperature=_float(data.get("temperature")), top_p=_float(data.get("top_p")), top_k=data.get("top_k"),
+        temperature=_float(data.get("temperature")), top_p=_float(data.get("top_p")),
+        top_k=_int(data.get("top_k")),
         evaluation=evaluation, lines=lines, extends=extends,
     )
 
@@ -72,3 +74,8 @@ def dataset_spec(doc: LocatedDoc) -> DatasetSpec:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _int(value: Any) -> Any:
+    """JSON Schema's integers include 1e3 (a float YAML reads): the API gets 1000, not 1000.0."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value

@@ -9,6 +9,7 @@ from typing import Any
 from tunespec.errors import shown_path
 from tunespec.spec.located_yaml import parse
 from tunespec.spec.locations import LocatedDoc, Problems, walk
+from tunespec.spec.paths import safe_resolve, symlink_loop
 
 
 def load_tree(path: Path, env: Mapping[str, str], problems: Problems,
@@ -24,14 +25,16 @@ def load_tree(path: Path, env: Mapping[str, str], problems: Problems,
         pass
     elif not isinstance(ref, str) or not ref:
         problems.at(where, "extends", "expected a path to another spec file")
-    elif (base_path := (path.parent / ref).resolve()) in (*chain, path.resolve()):
-        cycle = " -> ".join(shown_path(p) for p in (*chain, path.resolve(), base_path))
+    elif symlink_loop(path.parent / ref):
+        problems.at(where, "extends", f"{ref} is a loop of symbolic links", "point the link at a real file")
+    elif (base_path := safe_resolve(path.parent / ref)) in (*chain, safe_resolve(path)):
+        cycle = " -> ".join(shown_path(p) for p in (*chain, safe_resolve(path), base_path))
         problems.at(where, "extends", f"extends cycle: {cycle}")
     elif not base_path.is_file():
         problems.at(where, "extends", f"no such file: {ref}", f"resolved to {base_path}")
     else:
         before = len(problems.items)
-        base, bases = load_tree(base_path, env, problems, (*chain, path.resolve()))
+        base, bases = load_tree(base_path, env, problems, (*chain, safe_resolve(path)))
         if base is None:
             if len(problems.items) == before:
                 problems.at(where, "extends", f"cannot load {ref}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-_VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -18,6 +18,11 @@ def interpolate(value: str, env: Mapping[str, str]) -> tuple[str, list[tuple[str
         if match.group(0) == "$${":
             return "${"
         body = match.group(1)
+        if body is None:  # `${` with no `}` after it
+            rest = match.string[match.end():]
+            problems.append((f"unclosed variable reference ${{{rest[:20]}",
+                             "close it with }, or write $${ for a literal ${"))
+            return match.group(0)
         name, sep, default = body.partition(":-")
         if not _VAR_NAME.match(name):
             problems.append((f"invalid variable reference ${{{body}}}",

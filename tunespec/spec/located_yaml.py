@@ -24,6 +24,13 @@ _Loader.add_implicit_resolver(
 )
 
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+MAX_SPEC_BYTES = 16 * 2**20  # a spec (inline examples included) is far below the API's 4 MiB upload
+MAX_ALIAS_VALUES = 100_000  # values that aliases may repeat (a "billion laughs" repeats 10**9)
+
+
+class _AliasBomb(Exception):
+    def __init__(self, path: KeyPath):
+        self.path = path
 
 
 def parse(path: Path, shown: str, env: Mapping[str, str], problems: Problems) -> LocatedDoc | None:
@@ -41,6 +48,10 @@ def parse(path: Path, shown: str, env: Mapping[str, str], problems: Problems) ->
     except OSError as exc:
         problems.at(top, "", f"cannot read the file: {exc.strerror or exc}")
         return None
+    if len(data) > MAX_SPEC_BYTES:
+        problems.at(top, "", f"the spec file has {len(data) / 2**20:.1f} MiB; at most "
+                    f"{MAX_SPEC_BYTES // 2**20} MiB are read", "move large inline examples to a dataset file")
+        return None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -52,13 +63,26 @@ def parse(path: Path, shown: str, env: Mapping[str, str], problems: Problems) ->
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        loc = Loc(shown, path, mark.line + 1, mark.column + 1) if mark else top
         what = " ".join(filter(None, [exc.context, exc.problem]))
+        hint = ""
+        if exc.context_mark is not None and "quoted scalar" in (exc.context or "") and \
+                "end of stream" in (exc.problem or ""):
+            mark = exc.context_mark  # where the quote opened, not the end of the file
+            what, hint = "a quoted value is never closed", "close the quote that starts here"
+        loc = Loc(shown, path, mark.line + 1, mark.column + 1) if mark else top
         lines = text.splitlines()
         bad_line = lines[mark.line] if mark and mark.line < len(lines) else ""
         tab = "\t" in bad_line[: len(bad_line) - len(bad_line.lstrip())]
-        hint = "YAML indents with spaces, not tabs: replace the tab" if tab else ""
+        hint = hint or ("YAML indents with spaces, not tabs: replace the tab" if tab else "")
         problems.at(loc, "", f"invalid YAML: {what}", hint)
+        return None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, e.g. a NUL byte
+        before = text[: exc.position] if isinstance(exc.position, int) else ""
+        line, column = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        problems.at(Loc(shown, path, line, column), "",
+                    f"invalid YAML: character {ord(char):#06x} is not allowed in YAML",
+                    "remove it; a NUL byte often means the file is not UTF-8 text")
         return None
     except yaml.YAMLError as exc:
         problems.at(top, "", f"invalid YAML: {exc}")
@@ -74,6 +98,11 @@ def parse(path: Path, shown: str, env: Mapping[str, str], problems: Problems) ->
     except RecursionError:
         problems.at(top, "", "the YAML is nested too deeply")
         return None
+    except _AliasBomb as bomb:
+        problems.add(doc, bomb.path, f"YAML aliases expand to more than {MAX_ALIAS_VALUES:,} values",
+                     "nested anchors multiply, as in a 'billion laughs': "
+                     "write the values out or use fewer aliases")
+        return None
     return doc
 
 
@@ -83,6 +112,8 @@ class _Builder:
     def __init__(self, loader: Any, doc: LocatedDoc, env: Mapping[str, str], problems: Problems):
         self.loader, self.doc, self.env, self.problems = loader, doc, env, problems
         self.active: set[int] = set()
+        self.built: set[int] = set()  # nodes built once; building one again is an alias's repeat
+        self.repeats = 0
 
     def loc(self, mark: Any) -> Loc:
         return Loc(self.doc.top.file, self.doc.top.path, mark.line + 1, mark.column + 1)
@@ -92,6 +123,12 @@ class _Builder:
         if id(node) in self.active:
             self.problems.add(self.doc, path, "recursive YAML alias")
             return None
+        if id(node) in self.built:
+            self.repeats += 1
+            if self.repeats > MAX_ALIAS_VALUES:
+                raise _AliasBomb(path[:1] or path)
+        else:
+            self.built.add(id(node))
         if isinstance(node, yaml.ScalarNode):
             try:
                 return self.scalar(node, path)

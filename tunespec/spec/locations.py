@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from tunespec.errors import Problem
+from tunespec.spec.paths import safe_resolve  # a symlink loop is reported, not raised
 
 KeyPath = tuple[str | int, ...]
 
@@ -62,7 +63,7 @@ class LocatedDoc:
 
     def file_at(self, path: KeyPath, value: str) -> Path:
         """A path value, resolved against the directory of the file that holds it."""
-        return (self.loc(path).path.parent / value).resolve()
+        return safe_resolve(self.loc(path).path.parent / value)
 
 
 class Problems:

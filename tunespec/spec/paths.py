@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import glob
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -37,14 +39,36 @@ def expand_spec_paths(paths: Iterable[str | Path]) -> list[Path]:
             found += files
         elif Path(text).exists():
             found.append(Path(text))
+        elif symlink_loop(Path(text)):
+            problems.append(Problem(text, "a loop of symbolic links", hint="point the link at a real file"))
         else:
             problems.append(Problem(text, "no such file or directory"))
     if problems:
         raise SpecError(problems)
     unique: dict[Path, Path] = {}
     for p in found:
-        unique.setdefault(p.resolve(), p)
+        unique.setdefault(safe_resolve(p), p)
     return list(unique.values())
+
+
+def safe_resolve(path: Path) -> Path:
+    """`path` made absolute and resolved like Path.resolve(), without raising on a symlink loop
+    (Python 3.11 raises RuntimeError there): a looping path comes back absolute, unresolved."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))
+
+
+def symlink_loop(path: Path) -> bool:
+    """Whether `path` runs into a loop of symbolic links."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    except (RuntimeError, ValueError):
+        return False
+    return False
 
 
 def _is_spec(path: Path) -> bool:
