@@ -193,12 +193,18 @@ def test_training_labels_cover_only_the_answer_and_the_end_of_turn(chat_base):
         assert labels[row, : len(prompt)].eq(modelio.IGNORE).all()
 
 
-def test_the_trained_prompt_is_the_prompt_generation_sees(chat_tuned, monkeypatch):
-    loaded = generation._load(chat_tuned)
-    seen = []
+def spy_on_prompts(loaded, monkeypatch) -> list[list[int]]:
+    """The prompt ids each later generation on `loaded` hands the model, in order."""
+    seen: list[list[int]] = []
     real = loaded.model.generate
     monkeypatch.setattr(loaded.model, "generate", lambda **kw: seen.append(kw["input_ids"][0].tolist())
                         or real(**kw))
+    return seen
+
+
+def test_the_trained_prompt_is_the_prompt_generation_sees(chat_tuned, monkeypatch):
+    loaded = generation._load(chat_tuned)
+    seen = spy_on_prompts(loaded, monkeypatch)
     ids, labels, _ = _tokenize(PAIRS, loaded.fmt, _train_limit(loaded.model), "cpu")
     for row, (inp, _) in enumerate(PAIRS):
         generation.generate(chat_tuned, inp, max_output_tokens=16, **GREEDY)
@@ -218,10 +224,7 @@ def test_a_tuned_chat_model_answers_its_training_pairs_and_stops_at_the_end_of_t
 
 def test_a_prompt_longer_than_the_context_keeps_the_chat_frame(chat_tuned, monkeypatch):
     loaded = generation._load(chat_tuned)
-    seen = []
-    real = loaded.model.generate
-    monkeypatch.setattr(loaded.model, "generate", lambda **kw: seen.append(kw["input_ids"][0].tolist())
-                        or real(**kw))
+    seen = spy_on_prompts(loaded, monkeypatch)
     (text,) = generation.generate(chat_tuned, "x" * 5000 + "twenty two", max_output_tokens=8, **GREEDY)
     assert isinstance(text, str)
     assert len(seen[0]) <= builtin.MAX_POSITIONS - 8
