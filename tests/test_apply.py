@@ -110,7 +110,8 @@ def test_apply_rides_out_transient_faults_then_is_idempotent(tmp_path, service):
     assert service.models[name]["state"] == "ACTIVE"
     assert "already exists; attaching" in result.stderr
     reports = tmp_path / "reports" / "tiny"
-    assert sorted(p.name for p in reports.iterdir()) == ["junit.xml", "loss.png", "report.json", "report.md"]
+    names = ["junit.xml", "loss.png", "report.html", "report.json", "report.md"]
+    assert sorted(p.name for p in reports.iterdir()) == names
     report = json.loads((reports / "report.json").read_text())
     assert report["schema_version"] == 1 and report["tuned_model"] == name
     assert report["evaluation"]["pass_rate"] == pytest.approx(2 / 3)
@@ -525,7 +526,7 @@ def test_library_calls(tmp_path, service):
     assert result.ok and result.exit_code == 0
     job = result.jobs[0]
     assert job.submitted and job.state == "ACTIVE" and job.pass_rate == pytest.approx(2 / 3)
-    assert set(job.reports) == {"json", "markdown", "junit", "png"}
+    assert set(job.reports) == {"json", "markdown", "junit", "png", "html"}
     assert "submitted tunedModels/tiny-" in stream.getvalue()
     assert tunespec.plan([spec]).has_changes is False
     below = tunespec.apply(spec, stream=io.StringIO(), quiet=True, env={"TUNESPEC_TARGET": ""})
@@ -563,7 +564,8 @@ def test_a_run_that_fails_before_tuning_replaces_the_report_and_drops_the_stale_
     )
     failed = invoke("apply", str(spec))
     assert failed.exit_code == 1, failed.output
-    assert sorted(p.name for p in reports.iterdir()) == ["junit.xml", "report.json", "report.md"]
+    names = ["junit.xml", "report.html", "report.json", "report.md"]
+    assert sorted(p.name for p in reports.iterdir()) == names
     assert ET.parse(reports / "junit.xml").getroot().find(".//testcase/error") is not None  # CI still sees it
     report = json.loads((reports / "report.json").read_text())
     assert report["replaced"] == {

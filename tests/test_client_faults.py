@@ -82,3 +82,17 @@ def test_timeout_must_be_a_positive_finite_number(tmp_path, monkeypatch, value):
 def test_delete_superseded_with_only_model_names_is_refused():
     result = invoke("delete", "--model", "tunedModels/x", "--superseded", "--yes")
     assert result.exit_code == 2 and "--superseded needs job specs" in result.output
+
+
+def test_a_delete_whose_answer_is_lost_is_done_not_failed(proxied):
+    svc, proxy = proxied
+    client = TuningClient(proxy.url, timeout=5, sleep=Sleeps())
+    op = client.create_tuned_model({"baseModel": "models/text-bison-001", "tuningTask": {
+        "hyperparameters": {"epochCount": 1, "batchSize": 1},
+        "trainingData": {"examples": {"examples": [{"textInput": "1", "output": "2"}]}}}}, "gone")
+    assert op
+    proxy.rules.append(Rule("DELETE", "tunedModels/gone$", lose=True))  # deleted, the answer lost
+    client.delete_tuned_model("tunedModels/gone")
+    assert client.retries == 1 and "tunedModels/gone" not in svc.models
+    with pytest.raises(Exception, match="404"):  # a first try answered 404 is still an error
+        client.delete_tuned_model("tunedModels/gone")

@@ -10,7 +10,7 @@ from typing import TextIO
 
 from tunespec.planning import ERROR, NOOP, Plan, make_plan
 from tunespec.progress import Reporter
-from tunespec.report import combined_junit_path, write_combined_junit
+from tunespec.report import combined_html_path, combined_junit_path, write_combined_html, write_combined_junit
 from tunespec.results import ApplyResult
 from tunespec.runner import RunOptions, run_plan
 from tunespec.spec import JobSpec
@@ -83,4 +83,8 @@ def apply(
         outcome.junit = write_combined_junit(
             [r.report for r in results], [(str(i.path), i.error.problems) for i in the_plan.invalid], path
         )
+    done = [r for r in results if r.report]
+    html = combined_html_path(dirs) if any(r.reports.get("html") for r in done) else None
+    if html is not None and html.parent not in dirs:  # a job's own report.html is never overwritten
+        write_combined_html([r.report for r in done], [r.reports.get("html") for r in done], html)
     return outcome

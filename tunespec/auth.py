@@ -182,3 +182,31 @@ def engine_auth(env: Mapping[str, str] | None = None) -> Auth:
     env = os.environ if env is None else env
     token = env.get(ENGINE_TOKEN_ENV)
     return BearerTokenAuth(token) if token else Auth()
+
+
+VERTEX_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+
+
+def vertex_auth(
+    project: str | None = None, env: Mapping[str, str] | None = None, credentials: Any = None
+) -> Auth:
+    """Application Default Credentials with the cloud-platform scope, for Vertex AI and Cloud Storage.
+
+    No API key: Vertex tuning jobs take OAuth credentials only. The quota project header is `project`,
+    else $GOOGLE_CLOUD_PROJECT, else the project the credentials carry.
+    """
+    env = os.environ if env is None else env
+    adc_project = None
+    if credentials is None:
+        import google.auth
+        import google.auth.exceptions
+
+        try:
+            credentials, adc_project = google.auth.default(scopes=list(VERTEX_SCOPES))
+        except google.auth.exceptions.DefaultCredentialsError:
+            raise ApiError(
+                "no Google credentials found for Vertex AI: run `gcloud auth application-default login`, "
+                "or point GOOGLE_APPLICATION_CREDENTIALS at a service-account key file"
+            ) from None
+    quota = project or env.get(PROJECT_ENV) or getattr(credentials, "quota_project_id", None) or adc_project
+    return GoogleCredentialsAuth(credentials, quota)

@@ -101,11 +101,26 @@ def schema() -> None:
               help="The model serving Google's model names (models/text-bison-001, the Gemini names): "
                    "auto (the best installed pretrained model, else the built-in one), builtin, or a "
                    "model NAME [default: $TUNESPEC_ALIAS_MODEL, else auto].")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where jobs train: worker processes of this engine, or tasks on a Ray cluster "
+                   "(pip install 'tunespec[ray]').")
+@click.option("--ray-address", default=None, metavar="HOST:PORT",
+              help="The Ray cluster to join (its token authentication stays on) [default: start a local "
+                   "Ray instance bound to 127.0.0.1].")
+@click.option("--ray-cpus-per-job", default=1.0, show_default=True, type=click.FloatRange(min=0.0, max=1024),
+              help="CPUs each job asks Ray for.")
+@click.option("--ray-gpus-per-job", default=None, type=click.FloatRange(min=0.0, max=64),
+              help="GPUs each job asks Ray for [default: 1 when the cluster has GPUs, else 0].")
+@click.option("--storage", default=None, type=click.Path(file_okay=False, path_type=str),
+              help="With --executor ray: a path every Ray node reaches (a shared file system) for "
+                   "checkpoints, base models and tuned weights [default: the data dir].")
 def serve(host: str, port: int, data_dir: str | None, token_file: str | None, workers: int,
-          models: tuple[str, ...], alias_model: str | None) -> None:
+          models: tuple[str, ...], alias_model: str | None, executor: str, ray_address: str | None,
+          ray_cpus_per_job: float, ray_gpus_per_job: float | None, storage: str | None) -> None:
     """Run the local tuning engine: Google's tuning API (v1beta3, v1beta) on this machine."""
     _run("serve", host=host, port=port, data_dir=data_dir, token_file=token_file, workers=workers,
-         models=models, alias_model=alias_model)
+         models=models, alias_model=alias_model, executor=executor, ray_address=ray_address,
+         ray_cpus_per_job=ray_cpus_per_job, ray_gpus_per_job=ray_gpus_per_job, storage=storage)
 
 
 # ---- runner commands: plan, apply, eval, status, list, delete ----------------------------------------

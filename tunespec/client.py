@@ -131,6 +131,7 @@ class TuningClient:
         if session is None:
             session = requests.Session()
             session.headers["User-Agent"] = f"tunespec/{__version__}"
+            session.headers["X-Tunespec-Stages"] = "1"  # the local engine then tells a job's stage
             self._local.session = session
             with self._lock:
                 self._sessions.append(session)
@@ -154,8 +155,12 @@ class TuningClient:
         params: dict[str, Any] | None = None,
         body: Any = None,
         timeout: float | None = None,
+        done_if_after_retry: tuple[int, ...] = (),
     ) -> dict[str, Any]:
-        """One call, retried while transient; returns the JSON body (`{}` when empty)."""
+        """One call, retried while transient; returns the JSON body (`{}` when empty).
+
+        `done_if_after_retry`: statuses that, answered to a retry, mean an earlier try whose answer
+        was lost already did the work (a DELETE retried into 404): returned as `{}`."""
         url = f"{self.base_url}/{path.lstrip('/')}"
         shown = f"{self.shown_url}/{path.lstrip('/')}"
         where = f"{method} {shown}"
@@ -229,6 +234,8 @@ class TuningClient:
                         method=method,
                         url=shown,
                     ) from None
+            if attempt > 0 and response.status_code in done_if_after_retry:
+                return {}
             try:
                 payload = response.json()
             except ValueError:
@@ -338,7 +345,8 @@ class TuningClient:
         )
 
     def delete_tuned_model(self, name: str) -> None:
-        self.request("DELETE", f"{self.dialect}/{name}")
+        """Delete `name`; a retry answered 404 means the lost answer of an earlier try deleted it."""
+        self.request("DELETE", f"{self.dialect}/{name}", done_if_after_retry=(404,))
 
     # ---- operations -------------------------------------------------------------------------------
 

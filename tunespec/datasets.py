@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 import difflib
+import hashlib
 import io
 import json
 import statistics
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ from tunespec.errors import DatasetError, Problem, describe, shown_path
 
 if TYPE_CHECKING:
     from tunespec.spec import DatasetSpec, JobSpec
+    from tunespec.spec.locations import Problems
+    from tunespec.spec.model import ValidationSplit
 
 MAX_INPUT_CHARS = 40_000
 MAX_OUTPUT_CHARS = 5_000
@@ -61,6 +64,7 @@ class DatasetResult:
     warnings: list[Problem] = field(default_factory=list)
     stats: DatasetStats | None = None
     source: str = ""  # the file the examples came from (the spec file for inline examples)
+    held_out: list[Example] = field(default_factory=list)  # `validation_split`: kept out of training
 
 
 @dataclass(frozen=True)
@@ -471,15 +475,64 @@ def payload_size(examples: Sequence[Example]) -> int:
 
 
 def load_examples(spec: JobSpec) -> DatasetResult:
-    """The spec's training examples, from its dataset file or inline examples; raises DatasetError."""
+    """The spec's training examples, from its dataset file or inline examples; raises DatasetError.
+
+    With `dataset.validation_split`, the held-out examples are in `held_out`, not in `examples`.
+    """
     ds = spec.dataset
     if ds.inline_examples is not None:
         lines = [spec.lines.get(f"dataset.examples[{i}]") for i in range(len(ds.inline_examples))]
-        return examples_from_inline(ds.inline_examples, shown_path(spec.path), lines)
-    if ds.path is None:
+        result = examples_from_inline(ds.inline_examples, shown_path(spec.path), lines)
+    elif ds.path is None:
         raise DatasetError([Problem(str(spec.path), "no dataset: set dataset.path or dataset.examples",
                                     line=spec.lines.get("dataset"), key_path="dataset")])
-    return read_dataset_file(ds)
+    else:
+        result = read_dataset_file(ds)
+    split = getattr(ds, "validation_split", None)
+    if split is None:
+        return result
+    train, held = split_examples(result.examples, split)
+    if split.count is not None and split.count >= len(result.examples):
+        held = []
+    if not held:
+        raise DatasetError([Problem(result.source,
+                                    f"validation_split holds out no example of {len(result.examples)}",
+                                    line=spec.lines.get("dataset.validation_split"),
+                                    key_path="dataset.validation_split",
+                                    hint="training needs at least one example and the split at least one")])
+    return replace(result, examples=train, held_out=held, stats=stats_of(train))
+
+
+def split_examples(examples: Sequence[Example], split: ValidationSplit
+                   ) -> tuple[list[Example], list[Example]]:
+    """(training, held-out): the `split.size(len)` examples whose seeded content hashes are lowest.
+
+    The choice depends on each example's content (and the seed), not on its row number, so it is the
+    same on every run and an added row moves at most one example in or out.
+    """
+    seen: dict[tuple[str, str], int] = {}
+    keys = []
+    for e in examples:
+        nth = seen[(e.text_input, e.output)] = seen.get((e.text_input, e.output), -1) + 1
+        text = json.dumps([split.seed, e.text_input, e.output, nth], ensure_ascii=False)
+        keys.append(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest())
+    n = split.size(len(examples))
+    held = set(sorted(range(len(examples)), key=keys.__getitem__)[:n])
+    train = [e for i, e in enumerate(examples) if i not in held]
+    return train, [e for i, e in enumerate(examples) if i in held]
+
+
+def read_eval_examples(path: Path, fmt: str | None, input_column: str, output_column: str,
+                       problems: Problems) -> list[tuple[str, str, int | None, str]]:
+    """`evaluation.dataset`: (input, expected, row, file) of each row; its problems go to `problems`."""
+    shown = shown_path(path)
+    try:
+        result = read_examples(path, format=fmt, input_column=input_column, output_column=output_column,
+                               display_path=shown)
+    except DatasetError as exc:
+        problems.items.extend(exc.problems)
+        return []
+    return [(e.text_input, e.output, i, shown) for i, e in enumerate(result.examples, 1)]
 
 
 def read_dataset_file(ds: DatasetSpec) -> DatasetResult:

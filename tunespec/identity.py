@@ -1,8 +1,9 @@
 """A job's identity: the tuned model id `<name>-<fingerprint>` that names its trained result.
 
 The 10-character fingerprint (lowercase base32 of a SHA-256) covers everything that changes the
-result: base or source model, tuning method, hyperparameters, the examples and the API dialect. A
-rerun of an unchanged spec therefore finds its model on the service instead of tuning again.
+result: base or source model, tuning method, hyperparameters, the examples, the API dialect and the
+validation split. A rerun of an unchanged spec therefore finds its model on the service instead of
+tuning again.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def fingerprint(spec: JobSpec, examples: Iterable[Any], dialect: str) -> str:
         "hyperparameters": requested_hyperparameters(spec),
         "examples": [[e.text_input, e.output] for e in examples],
     }
+    split = spec.dataset.validation_split
+    if split is not None:  # only when set, so that the ids of specs without one stay as they were
+        doc["validation_split"] = asdict(split)
     digest = hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).digest()
     return base64.b32encode(digest).decode().lower()[:FINGERPRINT_LEN]
 

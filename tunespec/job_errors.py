@@ -45,6 +45,9 @@ def no_such_model(service: TuningService, job: JobPlan, exc: ApiError) -> ApiErr
 
 def below_threshold(job: JobPlan, ev: EvalResult) -> EvaluationBelowThreshold:
     failing = [p.name for p in ev.prompts if p.pass_rate < 1.0]
+    other = ev.shortfall() if ev.pass_rate >= ev.threshold - 1e-9 else ""
+    if other:  # the pass rate is fine: a score or accuracy threshold was missed
+        return EvaluationBelowThreshold(f"{job.spec.path}: {job.spec.name}: {other}; see the report")
     return EvaluationBelowThreshold(
         f"{job.spec.path}: {job.spec.name}: evaluation pass rate {ev.pass_rate:.0%} is below the threshold "
         f"{ev.threshold:.0%} (failing: {', '.join(failing[:5])}{' ...' if len(failing) > 5 else ''}); "

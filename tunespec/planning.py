@@ -17,7 +17,7 @@ from tunespec.identity import fingerprint, is_model_of_job, tuned_model_id
 from tunespec.resources import ACTIVE, FAILED, TunedModel
 from tunespec.service import TuningService
 from tunespec.spec import JobSpec
-from tunespec.targets import Targets, target_name
+from tunespec.targets import Targets, job_dialect, target_name
 from tunespec.validate import problem_json
 
 PLAN_SCHEMA_VERSION = 1
@@ -51,6 +51,8 @@ class JobPlan:
     superseded: list[str] = field(default_factory=list)  # earlier models of the job
     error: TunespecError | None = None
     warnings: list[Problem] = field(default_factory=list)
+    held_out: list[Any] = field(default_factory=list)  # `dataset.validation_split`'s examples
+    sharing: list[Any] = field(default_factory=list)  # sharing.Change: permissions apply would change
 
     @property
     def name(self) -> str:
@@ -58,11 +60,13 @@ class JobPlan:
 
     @property
     def label(self) -> str:
-        return LABELS[self.action]
+        from tunespec.sharing import summary
+
+        return "; ".join(filter(None, (LABELS[self.action], summary(self.sharing))))
 
     @property
     def pending(self) -> bool:
-        return self.action != NOOP
+        return self.action != NOOP or bool(self.sharing)
 
     @property
     def state(self) -> str:
@@ -82,6 +86,7 @@ class JobPlan:
             "examples": len(self.examples),
             "superseded": list(self.superseded),
             "error": str(self.error) if self.error else None,
+            "sharing": [c.to_json() for c in self.sharing],
         }
 
 
@@ -174,17 +179,19 @@ def identify(
 ) -> JobPlan:
     """The job's identity and target, before asking the service anything."""
     examples = list(dataset.examples)
-    dialect = spec.dialect
+    target = target_name(spec.target, target, env)
+    dialect = job_dialect(spec, target, project, env)
     fp = fingerprint(spec, examples, dialect)
     return JobPlan(
         spec=spec,
         examples=examples,
         fingerprint=fp,
         model_id=tuned_model_id(spec.name, fp),
-        target=target_name(spec.target, target, env),
+        target=target,
         dialect=dialect,
         project=project or spec.project,
         warnings=list(getattr(dataset, "warnings", []) or []),
+        held_out=list(getattr(dataset, "held_out", []) or []),
     )
 
 
@@ -240,6 +247,7 @@ def refresh(job: JobPlan, targets: Targets, listings: Listings | None = None) ->
         job.superseded = [
             m.name for m in listings[service] if m.name != job.name and is_model_of_job(m.name, job.spec.name)
         ]
+        job.sharing = plan_sharing(job, targets)
     except TunespecError as exc:
         job.action, job.error = ERROR, exc
         return job
@@ -253,6 +261,18 @@ def refresh(job: JobPlan, targets: Targets, listings: Listings | None = None) ->
         job.action = WAIT
     job.error = None
     return job
+
+
+def plan_sharing(job: JobPlan, targets: Targets) -> list[Any]:
+    """The permission changes the job's `sharing:` section asks of its model (Generative Language
+    targets; the model's current permissions when it exists and stays, none yet otherwise)."""
+    from tunespec import sharing
+
+    if job.spec.sharing is None or job.dialect not in ("v1beta3", "v1beta"):
+        return []
+    client = targets.client(job.target, job.dialect, job.project)
+    stays = job.model is not None and job.model.state != FAILED
+    return sharing.plan(client, job.name, job.spec.sharing, exists=stays)
 
 
 def make_plan(

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from tunespec.resources import Progress
+from tunespec.resources import LOADING, QUEUED, SAVING, Progress, stage_words
 
 
 def next_poll_interval(interval: float, cap: float, eta: float | None, near: float = 1.0) -> float:
@@ -62,7 +62,7 @@ class Reporter:
         self.plain_every = plain_every
         self.quiet = quiet
         self._lock = threading.Lock()
-        self._last: dict[str, tuple[float, int]] = {}
+        self._last: dict[str, tuple[float, Any]] = {}
         self._bars: Any = None
         self._tasks: dict[str, Any] = {}
         self._console: Any = None
@@ -88,7 +88,7 @@ class Reporter:
                 TextColumn("{task.description}"),
                 BarColumn(),
                 TextColumn("{task.percentage:>5.1f}%"),
-                TextColumn("step {task.completed:.0f}/{task.total:.0f}"),
+                TextColumn("{task.fields[count]}"),
                 TextColumn("{task.fields[detail]}"),
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
@@ -99,33 +99,65 @@ class Reporter:
             self._bars.start()
         return self._bars
 
+    def _bar(self, key: str, label: str, done: int, total: int, count: str, detail: str) -> None:
+        with self._lock:
+            bars = self._rich_bars()
+            if key not in self._tasks:  # start at the current count: rich's ETA then counts this run only
+                self._tasks[key] = bars.add_task(label, total=max(total, 1), completed=done, count=count,
+                                                 detail=detail)
+            bars.update(self._tasks[key], completed=done, total=max(total, 1), count=count, detail=detail)
+
+    def _due(self, key: str, mark: Any, finished: bool) -> bool:
+        """Whether a plain line is due: the first one, the last one, and a new `mark` (step, stage)
+        at most every `plain_every` seconds (a new stage at once)."""
+        now = time.monotonic()
+        last_time, last_mark = self._last.get(key, (0.0, None))
+        if mark == last_mark:
+            return False
+        new_stage = last_mark is None or (isinstance(mark, tuple) and mark[0] != last_mark[0])
+        if not new_stage and now - last_time < self.plain_every and not finished:
+            return False
+        self._last[key] = (now, mark)
+        return True
+
     def progress(self, job: str, p: Progress, started: float, from_step: int = 0) -> None:
-        """Show P for JOB; `started` is when waiting began and `from_step` the step it began at."""
+        """Show P for JOB; `started` is when waiting began and `from_step` the step it began at.
+        Before training starts (and while saving) the line says the service's stage instead."""
         if not self.show_progress or self.quiet:
             return
+        waiting = p.stage in (QUEUED, LOADING) or (p.stage == SAVING)
         detail = f"epoch {p.epoch}" + (f" loss {p.loss:.4f}" if p.loss is not None else "")
+        if waiting:
+            detail = stage_words(p.stage)
         if self.rich:
-            with self._lock:
-                bars = self._rich_bars()
-                if job not in self._tasks:  # start at the current step: rich's ETA then counts this run only
-                    self._tasks[job] = bars.add_task(
-                        job, total=max(p.total, 1), completed=p.step, detail=detail
-                    )
-                bars.update(self._tasks[job], completed=p.step, total=max(p.total, 1), detail=detail)
+            self._bar(job, job, p.step, p.total, f"step {p.step}/{p.total}", detail)
             return
-        now = time.monotonic()
-        last_time, last_step = self._last.get(job, (0.0, -1))
-        finished = p.total and p.step >= p.total
-        # A line for the first step seen, the last one, and a new step at most every `plain_every` seconds.
-        if p.step == last_step or (last_step >= 0 and now - last_time < self.plain_every and not finished):
+        finished = bool(p.total and p.step >= p.total and not waiting)
+        if not self._due(job, (p.stage if waiting else "", p.step), finished):
             return
-        self._last[job] = (now, p.step)
-        elapsed = now - started
+        elapsed = time.monotonic() - started
+        if waiting and p.stage != SAVING:
+            self.message(f"{job}: {detail} (elapsed {elapsed:.0f}s)")
+            return
+        if waiting:
+            self.message(f"{job}: {detail}, step {p.step}/{p.total} (elapsed {elapsed:.0f}s)")
+            return
         left = remaining_seconds(elapsed, p, from_step)
         eta = f", ETA {left:.0f}s" if left is not None else ""
         self.message(
             f"{job}: tuning {p.percent:5.1f}% step {p.step}/{p.total} {detail} (elapsed {elapsed:.0f}s{eta})"
         )
+
+    def evaluating(self, job: str, done: int, total: int, started: float) -> None:
+        """Show that JOB's evaluation has `done` of its `total` prompts answered."""
+        if not self.show_progress or self.quiet or total <= 0:
+            return
+        text = f"evaluating {done}/{total} prompts"
+        if self.rich:
+            self._bar(f"{job}\0eval", job, done, total, text, "")
+            return
+        if self._due(f"{job}\0eval", ("eval", done), done >= total):
+            self.message(f"{job}: {text} (elapsed {time.monotonic() - started:.0f}s)")
 
     def close(self) -> None:
         if self._bars is not None:

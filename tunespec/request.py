@@ -35,7 +35,12 @@ def render_request(spec: JobSpec, examples: Sequence[Example], *, target: str = 
     """The CreateTunedModel body (a TunedModel) for `spec` on `target`, with `examples` as training data.
 
     `tuningMethod` is the local engine's extension field: it goes to every target but Google's.
+    On `vertex` it is a Vertex AI TuningJob instead (`tunespec.request_vertex`).
     """
+    if target == "vertex":
+        from tunespec.request_vertex import render_tuning_job
+
+        return render_tuning_job(spec, examples)
     body: dict[str, Any] = {}
     if spec.display_name is not None:
         body["displayName"] = spec.display_name

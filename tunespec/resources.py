@@ -14,6 +14,15 @@ from typing import Any
 
 CREATING, ACTIVE, FAILED = "CREATING", "ACTIVE", "FAILED"
 CANCELLED_CODE = 1  # google.rpc.Code.CANCELLED
+# What a running job is doing, as the service reports it (the engine's operation metadata `stage`).
+QUEUED, LOADING, TRAINING, SAVING = "QUEUED", "LOADING_BASE_MODEL", "TRAINING", "SAVING"
+STAGE_WORDS = {QUEUED: "queued", LOADING: "loading the base model", TRAINING: "training",
+               SAVING: "saving the tuned model"}
+
+
+def stage_words(stage: str) -> str:
+    """A stage as the progress display and `status` say it ("" for none)."""
+    return STAGE_WORDS.get(stage, stage.lower().replace("_", " "))
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class Progress:
     epoch: int = 0
     loss: float | None = None
     state: str = ""
+    stage: str = ""  # QUEUED, LOADING_BASE_MODEL, TRAINING, SAVING while it runs ("" when not told)
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,7 @@ class TunedModel:
     error: Status | None = None
     raw_state: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    data_stats: Mapping[str, Any] = field(default_factory=dict)  # what the service counted in the data
 
     @property
     def last_snapshot(self) -> Snapshot | None:
@@ -85,6 +96,7 @@ class Operation:
     completed_percent: float = 0.0
     snapshots: tuple[Snapshot, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    stage: str = ""  # what the running job is doing, where the service says (see Progress.stage)
 
 
 def progress_of(operation: Operation | None, model: TunedModel | None, total: int = 0) -> Progress:
@@ -102,4 +114,5 @@ def progress_of(operation: Operation | None, model: TunedModel | None, total: in
         epoch=last.epoch if last else 0,
         loss=last.mean_loss if last else None,
         state=model.state if model else "",
+        stage=operation.stage if operation and not operation.done else "",
     )

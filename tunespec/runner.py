@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from tunespec import job_errors
+from tunespec import job_errors, sharing
 from tunespec.errors import (
     EXIT_EVAL_BELOW_THRESHOLD,
     EXIT_OK,
@@ -23,17 +23,30 @@ from tunespec.errors import (
     JobFailedError,
     TunespecError,
 )
-from tunespec.evaluate import evaluate
+from tunespec.eval_progress import Counted, Tally, planned_calls
 from tunespec.github import in_actions, prompt_annotations
+from tunespec.heldout import evaluate_job, has_work
 from tunespec.identity import base_model_of
 from tunespec.planning import LABELS, NOOP, RECREATE, WAIT, JobPlan, Plan
 from tunespec.progress import Reporter, next_poll_interval, remaining_seconds
 from tunespec.report import build_report, write_reports
 from tunespec.request import render_request, spec_steps
-from tunespec.resources import ACTIVE, FAILED, Operation, Progress, TunedModel, progress_of
+from tunespec.resources import (
+    ACTIVE,
+    FAILED,
+    LOADING,
+    QUEUED,
+    SAVING,
+    Operation,
+    Progress,
+    TunedModel,
+    progress_of,
+)
 from tunespec.results import JobResult
 from tunespec.service import TuningService
 from tunespec.targets import Targets
+
+STAGE_POLL_S = 0.5  # the longest wait between polls while a job is queued, loading or saving
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,7 @@ class Runner:
             model = self._tune(service, job, result)
             result.model, result.state = model, model.state
             result.timings["train_s"] = time.monotonic() - started
+            sharing.apply_job(self.targets, job, self.reporter)
             self._evaluate(service, job, result)
             if self.options.prune and job.superseded:
                 for name in job.superseded:
@@ -194,6 +208,8 @@ class Runner:
             self.sleep(interval)
             eta = remaining_seconds(time.monotonic() - started, last, first or 0)
             interval = next_poll_interval(interval, self.options.poll_cap, eta)
+            if last.stage in (QUEUED, LOADING, SAVING):  # the next stage may come any moment: look soon
+                interval = min(interval, STAGE_POLL_S)
 
     def _left_behind(self, job: JobPlan) -> str:
         return job_errors.left_behind(self.targets.in_process(job.target, job.project))
@@ -202,15 +218,26 @@ class Runner:
 
     def _evaluate(self, service: TuningService, job: JobPlan, result: JobResult) -> None:
         ev = job.spec.evaluation
-        if ev is None or not ev.prompts:
+        held_out = job.held_out
+        if ev is None or not has_work(ev, held_out):
             return
         t0 = time.monotonic()
-        result.evaluation = evaluate(service, job.name, ev, temperature=job.spec.temperature)
+        base = None
         if ev.compare_base:
             served = result.model.base_model if result.model else None
             base = job.spec.source_model or base_model_of(job.spec) or served
-            if base:
-                result.base_evaluation = evaluate(service, base, ev, temperature=job.spec.temperature)
+        models = [job.name, *([base] if base else [])]
+        tally = Tally(planned_calls(ev, held_out) * len(models),
+                      lambda done, total: self.reporter.evaluating(job.spec.name, done, total, t0))
+        tally.on_start()
+        # The tuned and the base model are evaluated at once: the service batches their prompts.
+        with ThreadPoolExecutor(max_workers=len(models), thread_name_prefix="tunespec-models") as pool:
+            runs = [pool.submit(evaluate_job, Counted(service, m, tally), m, ev, held_out,
+                                temperature=job.spec.temperature) for m in models]
+            evaluations = [r.result() for r in runs]
+        result.evaluation = evaluations[0]
+        if base:
+            result.base_evaluation = evaluations[1]
         result.timings["eval_s"] = time.monotonic() - t0
         r = result.evaluation
         text = (
@@ -219,6 +246,8 @@ class Runner:
         )
         if result.base_evaluation:
             text += f"; base model {result.base_evaluation.pass_rate:.0%}"
+        if r.accuracy is not None:
+            text += f"; held-out accuracy {r.accuracy:.0%} over {len(r.validation.prompts)} example(s)"
         self.reporter.message(text)
         if self.env is not None and in_actions(self.env):
             for line in prompt_annotations(job.spec, r):

@@ -89,6 +89,7 @@ def parse_operation(raw: Mapping[str, Any]) -> Operation:
         completed_percent=float(meta.get("completedPercent") or 0.0),
         snapshots=_snapshots(meta.get("snapshots")),
         raw=raw,
+        stage=str(meta.get("stage") or ""),  # the engine's; Google's service reports none
     )
 
 

@@ -42,10 +42,10 @@ def content(url: str, model: str, contents: list[dict[str, Any]], **extra: Any) 
     return requests.post(f"{url}/v1beta/{model}:generateContent", json=body, timeout=60)
 
 
-def answer(resp: requests.Response) -> str:
+def answer(resp: requests.Response, finishes: tuple[str, ...] = ("STOP",)) -> str:
     assert resp.status_code == 200, resp.text
     cand = resp.json()["candidates"][0]
-    assert cand["content"]["role"] == "model" and cand["finishReason"] == "STOP"
+    assert cand["content"]["role"] == "model" and cand["finishReason"] in finishes
     return "".join(p["text"] for p in cand["content"]["parts"])
 
 
@@ -65,14 +65,15 @@ def test_a_tuned_chat_model_answers_its_pairs_through_generate_text_and_content(
 
 def test_generate_content_maps_turns_and_system_instruction_onto_the_template(chat_engine, monkeypatch):
     seen: list[dict[str, Any]] = []
-    real = generation.generate
-    monkeypatch.setattr(generation, "generate", lambda model_dir, prompt, **kw: seen.append(
+    real = generation.complete
+    monkeypatch.setattr(generation, "complete", lambda model_dir, prompt, **kw: seen.append(
         {"prompt": prompt, "messages": kw.get("messages")}) or real(model_dir, prompt, **kw))
     turns = [{"role": "user", "parts": [{"text": "1"}]}, {"role": "model", "parts": [{"text": "2"}]},
              {"role": "user", "parts": [{"text": "3"}]}]
     system = {"parts": [{"text": "Count on."}]}
     for model in ("tunedModels/chat", "models/tiny-chat"):
-        assert isinstance(answer(content(chat_engine.url, model, turns, systemInstruction=system)), str)
+        reply = content(chat_engine.url, model, turns, systemInstruction=system)
+        assert isinstance(answer(reply, ("STOP", "MAX_TOKENS")), str)  # an untrained turn may run long
         assert seen[-1]["messages"] == [
             {"role": "system", "content": "Count on."}, {"role": "user", "content": "1"},
             {"role": "assistant", "content": "2"}, {"role": "user", "content": "3"},
@@ -83,8 +84,8 @@ def test_generate_content_maps_turns_and_system_instruction_onto_the_template(ch
 
 def test_models_without_a_template_keep_todays_prompts(chat_engine, monkeypatch):
     seen: list[str] = []
-    real = generation.generate
-    monkeypatch.setattr(generation, "generate", lambda model_dir, prompt, **kw: seen.append(prompt)
+    real = generation.complete
+    monkeypatch.setattr(generation, "complete", lambda model_dir, prompt, **kw: seen.append(prompt)
                         or real(model_dir, prompt, **kw))
     turns = [{"role": "user", "parts": [{"text": "1"}]}, {"role": "model", "parts": [{"text": "2"}]},
              {"parts": [{"text": "3"}, {"text": "4"}]}]

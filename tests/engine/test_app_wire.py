@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import threading
 from pathlib import Path
 
@@ -160,7 +161,7 @@ def test_jobs_that_crash_their_worker_are_charged_then_given_up(tmp_path: Path) 
     for attempt in range(3):
         job = store.claim_next(f"{host}:{100 + attempt}:0", is_dead=lambda _: False)
         assert job is not None and job["id"] == "crashy"
-        assert store.charge_crash(100 + attempt) == ["crashy"]
+        assert store.charge_crash(100 + attempt, cause="crash") == ["crashy"]
         assert store.get_model("crashy")["attempts"] == attempt + 1
     assert store.charge_crash(100) == []  # charged once per death
     job = store.claim_next(f"{host}:200:0", is_dead=lambda _: False)
@@ -169,6 +170,66 @@ def test_jobs_that_crash_their_worker_are_charged_then_given_up(tmp_path: Path) 
     row = store.get_model("crashy")
     assert row["state"] == "FAILED" and "crashed its training worker 3 times" in row["error_message"]
     assert store.get_model("bystander")["attempts"] == 0
+
+
+def _die_at(store: Store, pid: int, model_id: str, *, resume: int | None, last: int, cause: str) -> list[str]:
+    """Claim `model_id` as worker `pid`, train from `resume` to step `last`, then die of `cause`."""
+    import socket
+
+    job = store.claim_next(f"{socket.gethostname()}:{pid}:0", is_dead=lambda _: False)
+    assert job is not None and job["id"] == model_id
+    if resume is not None:
+        store.start_attempt(model_id, resume)
+        for step in range(resume + 1, last + 1):
+            store.add_snapshot(model_id, step, 0, 1.0, step)
+    return store.charge_crash(pid, cause=cause)
+
+
+def test_sigkills_from_outside_charge_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.insert_model(_row("victim"))
+    deaths = [(None, 0), (0, 0), (0, 7), (None, 7), (5, 5), (5, 12), (10, 31), (30, 30), (30, 44)]
+    for pid, (resume, last) in enumerate(deaths, start=300):  # start-up, loading, training, ...
+        assert _die_at(store, pid, "victim", resume=resume, last=max(last, resume or 0),
+                       cause="killed") == []
+    row = store.get_model("victim")
+    assert row["attempts"] == 0 and row["claimed_by"] is None and row["state"] == "CREATING"
+    assert store.reap(5, is_dead=lambda _: False) == []
+
+
+def test_a_sigkill_that_repeats_at_one_step_is_the_jobs_doing(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.insert_model(_row("oom"))
+    assert _die_at(store, 400, "oom", resume=0, last=2, cause="killed") == []  # could be anyone
+    assert _die_at(store, 401, "oom", resume=0, last=2, cause="killed") == ["oom"]  # again: the job
+    assert store.get_model("oom")["attempts"] == 2
+    assert _die_at(store, 402, "oom", resume=0, last=2, cause="killed") == ["oom"]
+    assert store.reap(5, is_dead=lambda _: False) == ["oom"]
+    assert "crashed its training worker 3 times" in store.get_model("oom")["error_message"]
+
+
+def test_a_fatal_signal_or_the_oom_killer_charges_at_once(tmp_path: Path) -> None:
+    from tunespec.engine.worker import crash_cause
+
+    assert crash_cause(-signal.SIGKILL, 4, 4) == "killed"
+    assert crash_cause(-signal.SIGKILL, 4, 5) == "crash"  # the OOM killer's count went up
+    assert crash_cause(-signal.SIGSEGV, 0, 0) == crash_cause(1, 0, 0) == "crash"
+    store = Store(tmp_path)
+    store.insert_model(_row("segv"))
+    assert _die_at(store, 500, "segv", resume=None, last=0, cause="crash") == ["segv"]  # even loading
+    assert store.get_model("segv")["attempts"] == 1
+
+
+def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    Store(tmp_path).insert_model(_row("old"))
+    with sqlite3.connect(tmp_path / "engine.db") as db:
+        db.execute("ALTER TABLE tuned_models DROP COLUMN crash_step")
+        db.execute("ALTER TABLE tuned_models DROP COLUMN resume_step")
+    store = Store(tmp_path)
+    assert _die_at(store, 600, "old", resume=0, last=3, cause="killed") == []
+    assert store.get_model("old")["crash_step"] == 3
 
 
 def test_cancel_of_a_queued_job_ends_it_at_once(tmp_path: Path) -> None:

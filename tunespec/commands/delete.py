@@ -10,9 +10,8 @@ from tunespec.commands.output import err, fail, interactive, retrying
 from tunespec.errors import EXIT_INVALID, EXIT_OK, TunespecError
 from tunespec.planning import make_plan
 from tunespec.service import TuningService
+from tunespec.spec.model import DEFAULT_DIALECT
 from tunespec.targets import Targets, target_name
-
-DEFAULT_DIALECT = "v1beta3"  # for --model, when no spec says which
 
 
 def run(

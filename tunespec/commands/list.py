@@ -13,10 +13,10 @@ from tunespec.github import annotate_invalid
 from tunespec.identity import is_model_of_job
 from tunespec.planning import Listings, make_plan
 from tunespec.resources import TunedModel
+from tunespec.spec.model import DEFAULT_DIALECT
 from tunespec.targets import Targets, target_name
 
 LIST_SCHEMA_VERSION = 1
-DEFAULT_DIALECT = "v1beta3"  # when no spec says which
 
 
 def run(

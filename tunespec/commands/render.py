@@ -24,7 +24,7 @@ def run(spec_path: str, *, as_json: bool) -> int:
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
         click.echo(json.dumps(body, indent=2, ensure_ascii=False))
-    for problem in dataset.warnings:
+    for problem in (*dataset.warnings, *getattr(body, "warnings", ())):
         click.echo(f"warning: {problem}", err=True)
     epochs = spec_epochs(job)
     if steps is None:

@@ -11,7 +11,7 @@ from tunespec.commands.output import err, fail, format_table, print_json, retryi
 from tunespec.errors import TunespecError
 from tunespec.github import annotate_invalid
 from tunespec.planning import JobPlan, make_plan
-from tunespec.resources import ACTIVE, CREATING, progress_of
+from tunespec.resources import ACTIVE, CREATING, progress_of, stage_words
 from tunespec.targets import Targets
 
 STATUS_SCHEMA_VERSION = 1
@@ -44,6 +44,8 @@ def run(paths: Sequence[str], *, target: str | None, project: str | None, as_jso
             progress = f"{e['completed_percent']:.0f}% ({e['completed_steps']}/{e['total_steps']})"
         loss = "-" if e["last_loss"] is None else f"{e['last_loss']:.4f}"
         state = e["state"] or ("unknown (error)" if e["error"] else "not created")
+        if e["stage"]:
+            state = f"{state} ({stage_words(e['stage'])})"
         rows.append((e["job"], e["tuned_model"], state, progress, loss))
     for item in plan.invalid:
         rows.append((item.name, "-", "invalid", "-", "-"))
@@ -71,6 +73,7 @@ def status_entry(job: JobPlan, targets: Targets) -> dict[str, Any]:
         "completed_percent": None,
         "last_loss": None,
         "epoch": None,
+        "stage": None,  # while CREATING, what the service says the job is doing (QUEUED, TRAINING, ...)
         "superseded": job.superseded,
         "error": str(job.error) if job.error else None,
     }
@@ -85,6 +88,7 @@ def status_entry(job: JobPlan, targets: Targets) -> dict[str, Any]:
     last = model.last_snapshot
     finished = last.step if last and model.state == ACTIVE else 0  # a finished model's steps are all done
     progress = progress_of(operation, model, finished)
+    entry["stage"] = progress.stage or None
     entry["total_steps"] = progress.total or None
     entry["completed_steps"] = progress.step
     if progress.total:

@@ -3,25 +3,29 @@
 The prompt is framed exactly as in training (modelio.PromptFormat: bos + input + separator, or
 the chat template's user turn; a conversation's turns for generateContent on a chat model); the
 answer is the new tokens up to eos or the template's end-of-turn, cut at the first stop sequence.
-Uses Hugging Face `generate` (KV cache), under bf16 autocast on CUDA where supported.
+Concurrent requests for one model are decoded together (batching.py, KV cache, bf16 autocast on
+CUDA where supported); `stream` hands out an answer's text as its tokens come.
 """
 
 from __future__ import annotations
 
-import random
+import contextlib
+import queue
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunespec.engine import modelio, runtime
+from tunespec.engine import batching, modelio, runtime
 
 CACHE_SIZE = 8
 MAX_CANDIDATES = 8
 
 _cache: OrderedDict[str, _Loaded] = OrderedDict()
-_load_lock = threading.Lock()
-_generate_lock = threading.Lock()  # one generation at a time: seeds use torch's global RNG
+_cache_lock = threading.Lock()  # guards _cache and _loading only; a load runs under its key's lock
+_loading: dict[str, threading.Lock] = {}
+_import_lock = threading.Lock()  # held while the stack is imported (_import_stack)
 
 
 @dataclass
@@ -30,34 +34,76 @@ class _Loaded:
     tokenizer: object
     fmt: modelio.PromptFormat
     positions: int | None
+    batcher: batching.Batcher
 
 
 def _load(model_dir: Path) -> _Loaded:
-    import torch
-
+    """The model of `model_dir`, loaded once and cached; one model's load never blocks another's."""
     path = Path(model_dir).expanduser().resolve()
     key = f"{path}:{_signature(path)}"  # a dir rewritten in place (an id reused) is loaded anew
-    with _load_lock:
+    with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-        base_dir, adapter = modelio.resolve(path)
-        device = runtime.device()
-        dtype = torch.float32
-        if device.type == "cuda" and adapter is not None and torch.cuda.is_bf16_supported():
-            dtype = torch.bfloat16
-        model = modelio.load_full(base_dir, device, dtype)
-        if adapter is not None:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-        model.eval()
-        tokenizer = modelio.load_tokenizer(adapter or base_dir)
-        loaded = _Loaded(model, tokenizer, modelio.PromptFormat.of(tokenizer), modelio.max_positions(model))
-        _cache[key] = loaded
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
+        lock = _loading.setdefault(key, threading.Lock())
+    with lock:
+        with _cache_lock:
+            if key in _cache:
+                return _cache[key]
+        try:
+            loaded = _build(path)
+        finally:
+            with _cache_lock:
+                _loading.pop(key, None)
+        with _cache_lock:
+            _cache[key] = loaded
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
         return loaded
+
+
+def _build(path: Path) -> _Loaded:
+    _import_stack()
+    import torch
+
+    base_dir, adapter = modelio.resolve(path)
+    device = runtime.device()
+    dtype = torch.float32
+    if device.type == "cuda" and adapter is not None and torch.cuda.is_bf16_supported():
+        dtype = torch.bfloat16
+    model = modelio.load_full(base_dir, device, dtype)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    model.eval()
+    tokenizer = modelio.load_tokenizer(adapter or base_dir)
+    fmt = modelio.PromptFormat.of(tokenizer)
+    return _Loaded(model, tokenizer, fmt, modelio.max_positions(model), batching.Batcher(model, fmt.pad))
+
+
+def warm_up() -> None:
+    """Import the generation stack (torch, transformers' Llama causal LM) now, in a daemon thread: an
+    engine starting up then answers its first generate call without waiting for the imports."""
+
+    def imports() -> None:
+        with contextlib.suppress(Exception):  # only a head start: the first call imports (and reports)
+            _import_stack()
+
+    threading.Thread(target=imports, name="tunespec-warm-up", daemon=True).start()
+
+
+def _import_stack() -> None:
+    """Import what loading a model needs, one thread at a time (Hugging Face's lazy imports race)."""
+    with _import_lock:
+        import torch  # noqa: F401
+        import transformers.models.llama.modeling_llama  # noqa: F401  - the built-in and SmolLM2's
+        from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast  # noqa: F401
+
+
+def preload(model_dir: Path) -> None:
+    """Load the model of `model_dir` into the cache now (a server warming up its default model)."""
+    _load(model_dir)
 
 
 def _signature(path: Path) -> str:
@@ -69,32 +115,26 @@ def _signature(path: Path) -> str:
     return ",".join(f"{s.st_ino}-{s.st_mtime_ns}" for s in sorted(stats, key=lambda s: s.st_ino))
 
 
-def _stop_criteria(tokenizer, stops: list[str], start: int):
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
+@dataclass(frozen=True)
+class Completion:
+    """One candidate: its text, why it ended (STOP or MAX_TOKENS) and how many tokens it took."""
 
-    tail = 4 * max(len(s) for s in stops) + 4  # enough tokens to hold any stop string
-
-    class StopOnStrings(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            texts = tokenizer.batch_decode(input_ids[:, max(start, input_ids.shape[1] - tail):],
-                                           skip_special_tokens=True)
-            return torch.tensor([any(s in t for s in stops) for t in texts], device=input_ids.device)
-
-    return StoppingCriteriaList([StopOnStrings()])
+    text: str
+    finish_reason: str
+    tokens: int
 
 
-def generate(model_dir: Path, prompt: str, *, temperature: float, top_p: float, top_k: int,
+@dataclass(frozen=True)
+class Result:
+    """A request's candidates and the length of its framed prompt in tokens."""
+
+    prompt_tokens: int
+    completions: list[Completion]
+
+
+def _request(model_dir: Path, prompt: str, *, temperature: float, top_p: float, top_k: int,
              candidate_count: int, max_output_tokens: int, stop_sequences: list[str],
-             seed: int | None = None, messages: list[dict[str, str]] | None = None) -> list[str]:
-    """`candidate_count` completions of `prompt` (only the new text). temperature 0 means greedy.
-
-    `messages` ({"role": "system" | "user" | "assistant", "content": ...}) frame the prompt instead
-    of the one user turn of `prompt` when the model has a chat template; plain models use `prompt`.
-    """
-    import torch
-    from transformers import GenerationConfig
-
+             seed: int | None, messages: list[dict[str, str]] | None) -> tuple[_Loaded, batching.Request]:
     if not 1 <= candidate_count <= MAX_CANDIDATES:
         raise ValueError(f"candidate_count must be between 1 and {MAX_CANDIDATES}, got {candidate_count}")
     if max_output_tokens < 1:
@@ -109,25 +149,142 @@ def generate(model_dir: Path, prompt: str, *, temperature: float, top_p: float, 
         max_new = max(1, min(max_new, loaded.positions - fmt.overhead - 1))
         limit = loaded.positions - max_new
     ids = fmt.frame_prompt(prompt, limit, messages)
-    device = next(loaded.model.parameters()).device
-    input_ids = torch.tensor([ids], device=device)
-    sample = temperature > 0
-    stop_ids = fmt.stop_ids
-    config = GenerationConfig(
-        max_new_tokens=max_new, do_sample=sample, num_return_sequences=candidate_count if sample else 1,
-        eos_token_id=stop_ids if len(stop_ids) > 1 else stop_ids[0], pad_token_id=fmt.pad,
-        **({"temperature": temperature, "top_p": top_p, "top_k": top_k} if sample else {}),
-    )
     stops = [s for s in stop_sequences if s]
-    criteria = _stop_criteria(tokenizer, stops, len(ids)) if stops else None
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with (_generate_lock, torch.random.fork_rng(devices=devices), torch.inference_mode(),
-          modelio.autocast(device)):
-        torch.manual_seed(seed if seed is not None else random.getrandbits(63))
-        out = loaded.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                    generation_config=config, stopping_criteria=criteria)
-    texts = [_finish(tokenizer, row[len(ids):].tolist(), fmt, stops) for row in out]
-    return texts if sample else texts * candidate_count
+    sample = temperature > 0
+    req = batching.Request(
+        ids=ids, max_new=max_new, stop_ids=frozenset(fmt.stop_ids), rows=candidate_count if sample else 1,
+        temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
+        stopped=_stop_check(tokenizer, stops) if stops else None,
+    )
+    return loaded, req
+
+
+def _stop_check(tokenizer, stops: list[str]):
+    tail = 4 * max(len(s) for s in stops) + 4  # enough tokens to hold any stop string
+
+    def stopped(new_ids: list[int]) -> bool:
+        text = tokenizer.decode(new_ids[-tail:], skip_special_tokens=True)
+        return any(s in text for s in stops)
+
+    return stopped
+
+
+def _result(loaded: _Loaded, req: batching.Request, stops: list[str], candidates: int) -> Result:
+    done = [
+        Completion(_finish(loaded.tokenizer, row, loaded.fmt, stops), finish,
+                   len([t for t in row if t not in req.stop_ids]))
+        for row, finish in zip(req.outputs, req.finish, strict=True)
+    ]
+    return Result(len(req.ids), done if req.rows > 1 else done * candidates)
+
+
+def complete(model_dir: Path, prompt: str, *, temperature: float, top_p: float, top_k: int,
+             candidate_count: int, max_output_tokens: int, stop_sequences: list[str],
+             seed: int | None = None, messages: list[dict[str, str]] | None = None) -> Result:
+    """`candidate_count` completions of `prompt` with their finish reasons and token counts.
+
+    temperature 0 means greedy (one answer, repeated per candidate). `messages` ({"role": "system" |
+    "user" | "assistant", "content": ...}) frame the prompt instead of the one user turn of `prompt`
+    when the model has a chat template; plain models use `prompt`. A `seed` makes sampling
+    reproducible whatever is decoded beside it.
+    """
+    loaded, req = _request(model_dir, prompt, temperature=temperature, top_p=top_p, top_k=top_k,
+                           candidate_count=candidate_count, max_output_tokens=max_output_tokens,
+                           stop_sequences=stop_sequences, seed=seed, messages=messages)
+    loaded.batcher.submit(req).wait()
+    return _result(loaded, req, [s for s in stop_sequences if s], candidate_count)
+
+
+def generate(model_dir: Path, prompt: str, *, temperature: float, top_p: float, top_k: int,
+             candidate_count: int, max_output_tokens: int, stop_sequences: list[str],
+             seed: int | None = None, messages: list[dict[str, str]] | None = None) -> list[str]:
+    """`candidate_count` completions of `prompt` (only the new text); see `complete`."""
+    result = complete(model_dir, prompt, temperature=temperature, top_p=top_p, top_k=top_k,
+                      candidate_count=candidate_count, max_output_tokens=max_output_tokens,
+                      stop_sequences=stop_sequences, seed=seed, messages=messages)
+    return [c.text for c in result.completions]
+
+
+@dataclass(frozen=True)
+class Delta:
+    """New text of candidate `index`; `finish_reason` is set on a candidate's last delta."""
+
+    index: int
+    text: str
+    finish_reason: str | None = None
+
+
+class Stream:
+    """One request's answer as it is decoded: iterate for `Delta`s, then read `result`.
+
+    `cancel()` (a client gone) ends its rows at the next token and frees their batch places.
+    """
+
+    def __init__(self, loaded: _Loaded, req: batching.Request, stops: list[str], candidates: int):
+        self._loaded, self._req, self._stops, self._candidates = loaded, req, stops, candidates
+        self._events: queue.Queue[tuple[int, list[int]] | None] = queue.Queue()
+        self._shown = [""] * req.rows
+        self.result: Result | None = None
+        self.prompt_tokens = len(req.ids)
+        req.on_token = lambda row, ids: self._events.put((row, list(ids)))
+
+    def start(self) -> Stream:
+        self._loaded.batcher.submit(self._req)
+        threading.Thread(target=self._close_when_done, daemon=True).start()
+        return self
+
+    def _close_when_done(self) -> None:
+        self._req.done.wait()
+        self._events.put(None)
+
+    def cancel(self) -> None:
+        self._req.cancelled.set()
+
+    def __iter__(self) -> Iterator[Delta]:
+        while (event := self._events.get()) is not None:
+            row, ids = event
+            text = _visible(self._loaded.tokenizer, ids, self._loaded.fmt, self._stops)
+            if text.startswith(self._shown[row]) and len(text) > len(self._shown[row]):
+                yield from self._deltas(row, text[len(self._shown[row]):], None)
+                self._shown[row] = text
+        if self._req.error is not None:
+            raise self._req.error
+        self.result = _result(self._loaded, self._req, self._stops, self._candidates)
+        for row, done in enumerate(self.result.completions[: self._req.rows]):
+            shown = self._shown[row]
+            rest = done.text[len(shown):] if done.text.startswith(shown) else ""
+            yield from self._deltas(row, rest, done.finish_reason)
+
+    def _deltas(self, row: int, text: str, finish: str | None) -> Iterator[Delta]:
+        """A row's new text, for every candidate it stands for (a greedy row answers them all)."""
+        for index in [row] if self._req.rows > 1 else range(self._candidates):
+            yield Delta(index, text, finish)
+
+
+def stream(model_dir: Path, prompt: str, *, temperature: float, top_p: float, top_k: int,
+           candidate_count: int, max_output_tokens: int, stop_sequences: list[str],
+           seed: int | None = None, messages: list[dict[str, str]] | None = None) -> Stream:
+    """Start decoding `prompt` (as `complete` does) and return its `Stream`."""
+    loaded, req = _request(model_dir, prompt, temperature=temperature, top_p=top_p, top_k=top_k,
+                           candidate_count=candidate_count, max_output_tokens=max_output_tokens,
+                           stop_sequences=stop_sequences, seed=seed, messages=messages)
+    return Stream(loaded, req, [s for s in stop_sequences if s], candidate_count).start()
+
+
+def _visible(tokenizer, new_ids: list[int], fmt: modelio.PromptFormat, stops: list[str]) -> str:
+    """The text of an unfinished answer that no later token can take back: held back are a possible
+    end-of-turn lead, an unfinished UTF-8 character and the start of a possible stop sequence."""
+    if any(t in fmt.stop_ids for t in new_ids):
+        return _finish(tokenizer, new_ids, fmt, stops)
+    lead = fmt.end_of_turn[:-1]
+    if lead:
+        new_ids = new_ids[: max(0, len(new_ids) - len(lead))]
+    text = tokenizer.decode(new_ids, skip_special_tokens=True).rstrip("\ufffd")
+    cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
+    if cuts:
+        return text[: min(cuts)]
+    hold = max([n for s in stops for n in range(1, len(s)) if text.endswith(s[:n])], default=0)
+    return text[: len(text) - hold]
 
 
 def count_tokens(model_dir: Path, text: str) -> int:

@@ -98,8 +98,34 @@ def tuned_model(row: dict[str, Any], snaps: list[dict[str, Any]], version: str) 
     return model
 
 
-def operation(row: dict[str, Any], snaps: list[dict[str, Any]], version: str) -> dict[str, Any]:
-    """The CreateTunedModel Operation of a model row; under /v1 its types are the model's version."""
+# A running job's, in order; WAITING_FOR_RESOURCES: claimed by an executor that waits for capacity
+# (a Ray cluster without a free GPU), what it waits for in the metadata's `stageDetail`.
+STAGES = ("QUEUED", "WAITING_FOR_RESOURCES", "LOADING_BASE_MODEL", "TRAINING", "SAVING")
+
+
+def stage(row: dict[str, Any], done_steps: int) -> str | None:
+    """What a CREATING job is doing (None once it has ended): waiting for a worker, loading its base
+    model (a claim with no step since it began or resumed), training, or saving the tuned model.
+    An extra field of the operation's metadata, for the callers that ask (see operation)."""
+    if row["state"] != "CREATING":
+        return None
+    if not row.get("claimed_by"):
+        return "QUEUED"
+    if row.get("waiting_for"):
+        return "WAITING_FOR_RESOURCES"
+    if row.get("resume_step") is None or done_steps <= row["resume_step"]:  # none since the claim
+        return "LOADING_BASE_MODEL"
+    return "SAVING" if row["total_steps"] and done_steps >= row["total_steps"] else "TRAINING"
+
+
+STAGE_HEADER = "X-Tunespec-Stages"  # a request with it gets the metadata's `stage` (tunespec's client's)
+
+
+def operation(row: dict[str, Any], snaps: list[dict[str, Any]], version: str,
+              stages: bool = False) -> dict[str, Any]:
+    """The CreateTunedModel Operation of a model row; under /v1 its types are the model's version.
+    `stages`: add the running job's `stage` (and `stageDetail`) to the metadata, beyond Google's
+    fields; GAPIC clients refuse unknown fields there, so only callers that ask get them."""
     tv = version if version in VERSIONS else row["api_version"]
     done_steps = len(snaps) if row["state"] != "ACTIVE" else row["total_steps"]
     meta: dict[str, Any] = {
@@ -112,6 +138,10 @@ def operation(row: dict[str, Any], snaps: list[dict[str, Any]], version: str) ->
         "snapshots": [snapshot(s) for s in snaps],
         "tunedModel": f"tunedModels/{row['id']}",
     }
+    if stages:
+        meta["stage"] = stage(row, len(snaps))
+        meta["stageDetail"] = (f"waiting for {row['waiting_for']}"
+                               if meta["stage"] == "WAITING_FOR_RESOURCES" else None)
     op: dict[str, Any] = {"name": f"tunedModels/{row['id']}/operations/{row['op_id']}", "metadata": meta}
     if row["state"] == "ACTIVE":
         op["done"] = True

@@ -1,9 +1,10 @@
 """Starting the engine: `serve()` for `tunespec serve`, `start_background()` for in-process use,
 `find_or_start()` for `--target local`.
 
-An engine is uvicorn (in a thread) serving app.create_app() plus training worker processes that a
-worker.WorkerSupervisor restarts if they die; `serve()` and `start_background()` both start it
-through `_start()`. Who may call follows the door's rule (door.load_tokens). `tunespec serve`
+An engine is uvicorn (in a thread) serving app.create_app() plus an executor that trains the queued
+jobs: training worker processes that a worker.WorkerSupervisor restarts if they die (the default),
+or Ray tasks (ray_executor.RayExecutor, `--executor ray`); `serve()` and `start_background()` both
+start it through `_start()`. Who may call follows the door's rule (door.load_tokens). `tunespec serve`
 records itself in DATA_DIR/engine.json so that `find_or_start()` reuses a running engine instead of
 starting a second one on the same database.
 
@@ -25,12 +26,15 @@ import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunespec.engine.datadir import default_data_dir
 from tunespec.engine.door import load_tokens
 from tunespec.engine.store import pid_alive
 from tunespec.engine.worker import WorkerSupervisor
+
+if TYPE_CHECKING:
+    from tunespec.engine.ray_executor import RaySettings
 from tunespec.errors import EXIT_INVALID, TunespecError
 from tunespec.signals import sigterm_as_interrupt
 
@@ -107,7 +111,7 @@ class RunningEngine:
         *,
         server: Any = None,
         thread: threading.Thread | None = None,
-        supervisor: WorkerSupervisor | None = None,
+        supervisor: Any = None,
         owned: bool = True,
         auth: bool = False,
         engine_file: Path | None = None,
@@ -125,7 +129,8 @@ class RunningEngine:
 
     @property
     def worker_pids(self) -> list[int]:
-        """The training worker processes (empty for an engine this object did not start)."""
+        """The training worker processes (empty for an engine this object did not start, or one whose
+        jobs run on Ray)."""
         return self._supervisor.pids if self._supervisor else []
 
     def wait(self) -> None:
@@ -168,8 +173,10 @@ def _start(
     models: Mapping[str, Path] | None,
     record: bool,
     alias_model: str | None = None,
+    ray: RaySettings | None = None,
 ) -> RunningEngine:
-    """Start an engine: the door's tokens, the data dir, uvicorn in a thread, then the workers.
+    """Start an engine: the door's tokens, the data dir, uvicorn in a thread, then the executor (the
+    workers, or with `ray` the Ray dispatcher).
 
     `record` is `tunespec serve`'s way: refuse a data dir another `tunespec serve` is serving,
     record this engine in DATA_DIR/engine.json, and let the workers write to this process's
@@ -199,13 +206,19 @@ def _start(
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="tunespec-engine", daemon=True
     )
-    supervisor = WorkerSupervisor(
-        data_dir,
-        count=workers,
-        extra_models=models or {},
-        log_path=None if record else data_dir / "logs" / "worker.log",
-        alias_model=alias,
-    )
+    supervisor: Any
+    if ray is not None:
+        from tunespec.engine.ray_executor import RayExecutor
+
+        supervisor = RayExecutor(data_dir, ray, extra_models=models or {}, alias_model=alias)
+    else:
+        supervisor = WorkerSupervisor(
+            data_dir,
+            count=workers,
+            extra_models=models or {},
+            log_path=None if record else data_dir / "logs" / "worker.log",
+            alias_model=alias,
+        )
     engine = RunningEngine(
         url,
         data_dir,
@@ -223,7 +236,13 @@ def _start(
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise EngineStartError(f"the engine failed to start on {host}:{port}")
             time.sleep(0.01)
-        supervisor.start()
+        from tunespec.engine import generate
+
+        generate.warm_up()  # the generation stack imports while the workers import the training one
+        try:
+            supervisor.start()
+        except RuntimeError as exc:  # ray_executor.RayUnavailable: names the fix
+            raise EngineStartError(str(exc)) from None
         if record:
             _record(data_dir, url, host, port, auth=tokens is not None)
     except BaseException:
@@ -284,8 +303,10 @@ def start_background(
     workers: int = 1,
     models: Mapping[str, Path] | None = None,
     alias_model: str | None = None,
+    ray: RaySettings | None = None,
 ) -> RunningEngine:
-    """Start an engine in this process: uvicorn in a daemon thread plus a worker child process.
+    """Start an engine in this process: uvicorn in a daemon thread plus a worker child process (or,
+    with `ray`, a dispatcher of Ray tasks).
 
     Returns once the server answers. Several engines may share one data dir safely (jobs are
     claimed atomically); worker output goes to DATA_DIR/logs/worker.log. `alias_model` (auto,
@@ -293,7 +314,7 @@ def start_background(
     """
     return _start(
         data_dir, host=host, port=port, token_file=token_file, workers=workers, models=models, record=False,
-        alias_model=alias_model,
+        alias_model=alias_model, ray=ray,
     )
 
 
@@ -338,6 +359,7 @@ def serve(
     models: Mapping[str, Path] | None = None,
     announce: Any = print,
     alias_model: str | None = None,
+    ray: RaySettings | None = None,
 ) -> None:
     """Run the engine in the foreground until interrupted (`tunespec serve`); SIGTERM acts as Ctrl-C,
     so the workers are stopped (checkpointing their jobs) and engine.json removed either way."""
@@ -360,12 +382,16 @@ def serve(
             models=models,
             record=True,
             alias_model=alias_model,
+            ray=ray,
         )
         try:
             announce(
                 f"tunespec engine serving {engine.url} (data dir {engine.data_dir}; "
                 + ("token file required" if engine.auth else "loopback, no credentials needed")
-                + f"; {workers} training worker{'s' if workers != 1 else ''}; Google's model names "
+                + ("; jobs train on Ray" + (f" at {ray.address}" if ray.address else " (a local instance on "
+                   "127.0.0.1)") if ray is not None else
+                   f"; {workers} training worker{'s' if workers != 1 else ''}")
+                + "; Google's model names "
                 f"served by {engine.alias_model}). Ctrl-C stops it."
             )
             engine.wait()

@@ -12,16 +12,40 @@ import shutil
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tunespec.engine import ids, paging, render, validation
+from tunespec.engine import ids, paging, permissions, render, validation
 from tunespec.engine.store import AlreadyExists, Store
-from tunespec.engine.wire import ApiException, invalid, now_ns
+from tunespec.engine.wire import ApiException, Enum, invalid, now_ns
 from tunespec.tuning_api import total_steps
 
 FALLBACK_SAMPLING = {"temperature": 0.7, "top_p": 0.95, "top_k": 40}  # base model gone: text-bison's
 SMALL_DATASET = 500  # examples; below it the smaller-dataset defaults apply
+
+
+def catalog_version(version: str) -> str:
+    """The API version whose resource types a request of `version` uses: /v1 serves v1beta's."""
+    return "v1beta" if version == "v1" else version
+
+
+FINISH_REASONS = {"STOP": 1, "MAX_TOKENS": 2}  # google.ai.generativelanguage Candidate.FinishReason
+
+
+def finished(response: dict[str, Any], result: Any) -> dict[str, Any]:
+    """A GenerateContentResponse told how generation went (a generate.Result): each candidate's
+    finishReason (MAX_TOKENS when maxOutputTokens cut it) and the token counts of the usage."""
+    for candidate, completion in zip(response["candidates"], result.completions, strict=True):
+        reason = completion.finish_reason
+        candidate["finishReason"] = Enum(reason, FINISH_REASONS.get(reason, 0))
+    out_tokens = sum(c.tokens for c in result.completions)
+    response["usageMetadata"] = {
+        "promptTokenCount": result.prompt_tokens,
+        "candidatesTokenCount": out_tokens,
+        "totalTokenCount": result.prompt_tokens + out_tokens,
+    }
+    return response
 
 
 @dataclass(frozen=True)
@@ -32,6 +56,7 @@ class Ctx:
     version: str
     int_enums: bool
     query: Mapping[str, str]
+    stages: bool = False  # the caller asked for running jobs' stages (render.STAGE_HEADER)
 
 
 def _model_not_found(name: str, version: str, method: str = "") -> ApiException:
@@ -68,7 +93,7 @@ class Engine:
     def _base_model(self, name: str, version: str) -> Any:
         from tunespec.engine.basemodels import get_base_model
 
-        return get_base_model(name, version, self.extra, self.alias)
+        return get_base_model(name, catalog_version(version), self.extra, self.alias)
 
     def _check_base(self, name: str) -> None:
         """A 400 naming the fix when base model `name` cannot be used (not installed, bad file, too big)."""
@@ -81,9 +106,11 @@ class Engine:
             raise ApiException(exc.status, str(exc)) from None
 
     def _materialize(self, name: str) -> Path:
+        from tunespec.engine import generate
         from tunespec.engine.basemodels import materialize
         from tunespec.engine.gguf_import import ModelError
 
+        generate._import_stack()  # building the built-in model imports transformers: not beside the warm-up
         try:
             return materialize(name, self.data_dir, self.extra, self.alias)
         except ModelError as exc:
@@ -96,7 +123,7 @@ class Engine:
 
         size = paging.page_size(ctx.query, default=50)
         start = paging.page_token(ctx.query)
-        models = list_base_models(ctx.version, self.extra, self.alias)
+        models = list_base_models(catalog_version(ctx.version), self.extra, self.alias)
         out: dict[str, Any] = {"models": [render.base_model(m) for m in models[start : start + size]]}
         if start + size < len(models):
             out["nextPageToken"] = paging.next_page_token(start + size)
@@ -109,20 +136,20 @@ class Engine:
         return render.base_model(base)
 
     # ---- tuned models ------------------------------------------------------------------------------
-    def _owned(self, ctx: Ctx, model_id: str) -> dict[str, Any]:
-        """The caller's tuned model: 404 if absent, 403 if it belongs to another project."""
+    def _owned(self, ctx: Ctx, model_id: str, needed: str = permissions.USE) -> dict[str, Any]:
+        """A tuned model the caller holds role `needed` on (its own, or shared with it): 404 if
+        absent, 403 if its project has not granted the caller that role."""
         row = self.store.get_model(model_id)
         if row is None:
             raise ApiException("NOT_FOUND", f"Tuned model tunedModels/{model_id} does not exist.")
-        return self._check_project(ctx, row)
+        return self._check_project(ctx, row, needed)
 
-    @staticmethod
-    def _check_project(ctx: Ctx, row: dict[str, Any]) -> dict[str, Any]:
-        if row["project"] != ctx.project:
-            raise ApiException(
-                "PERMISSION_DENIED",
-                f"You do not have permission to access tuned model tunedModels/{row['id']}.",
-            )
+    def _check_project(self, ctx: Ctx, row: dict[str, Any], needed: str = permissions.USE) -> dict[str, Any]:
+        if row["project"] == ctx.project:
+            return row
+        role = permissions.role_of(row, self.store.permissions(row["id"]), ctx.project)
+        if not permissions.allows(role, needed):
+            raise permissions.denied(row["id"], role, needed)
         return row
 
     def _render(
@@ -139,7 +166,7 @@ class Engine:
         return self._render(render.operation, [row], version)[0]
 
     def create_tuned_model(self, ctx: Ctx, raw: dict[str, Any]) -> dict[str, Any]:
-        v = ctx.version
+        v = catalog_version(ctx.version)
         req = validation.tuning_request(raw, v, ctx.query.get("tuned_model_id"))
         base_name, source_name, init_dir = req.base_model, req.source_model, None
         if source_name:
@@ -222,7 +249,7 @@ class Engine:
         rows: list[dict[str, Any]] = []
         cursor = paging.page_token(ctx.query)
         while len(rows) < size + 1:
-            batch = self.store.list_models(ctx.project, after_seq=cursor, limit=200)
+            batch = self.store.list_models(ctx.project, after_seq=cursor, limit=200, shared=True)
             if not batch:
                 break
             cursor = batch[-1]["seq"]
@@ -246,8 +273,10 @@ class Engine:
         return self._tuned_model(self._owned(ctx, model_id), ctx.version)
 
     def update_tuned_model(self, ctx: Ctx, model_id: str, raw: dict[str, Any]) -> dict[str, Any]:
-        row = self._owned(ctx, model_id)
-        fields = validation.patch_fields(raw, ctx.query.get("update_mask"), ctx.version)
+        row = self._owned(ctx, model_id, permissions.UPDATE)
+        fields = validation.patch_fields(
+            raw, ctx.query.get("update_mask"), catalog_version(ctx.version), row
+        )
         cleared = [f for f in ("temperature", "top_p", "top_k") if f in fields and fields[f] is None]
         if cleared:  # a cleared sampling default is the base model's again
             base = self._base_model(row["base_model"], row["api_version"])
@@ -258,7 +287,7 @@ class Engine:
         return self.get_tuned_model(ctx, model_id)
 
     def delete_tuned_model(self, ctx: Ctx, model_id: str) -> dict[str, Any]:
-        row = self._owned(ctx, model_id)
+        row = self._owned(ctx, model_id, permissions.DELETE)
         if row["state"] == "CREATING":
             self.store.request_cancel(model_id, now_ns())
         self.store.delete_model(model_id)
@@ -267,16 +296,17 @@ class Engine:
         return {}
 
     # ---- operations ---------------------------------------------------------------------------------
-    def _op_row(self, ctx: Ctx, model_id: str, op_id: str) -> dict[str, Any]:
+    def _op_row(self, ctx: Ctx, model_id: str, op_id: str, needed: str = permissions.USE) -> dict[str, Any]:
         row = self.store.get_model(model_id)
         if row is None or row["op_id"] != op_id:
             raise ApiException(
                 "NOT_FOUND", f"Operation tunedModels/{model_id}/operations/{op_id} does not exist."
             )
-        return self._check_project(ctx, row)
+        return self._check_project(ctx, row, needed)
 
     def get_operation(self, ctx: Ctx, model_id: str, op_id: str) -> dict[str, Any]:
-        return self._operation(self._op_row(ctx, model_id, op_id), ctx.version)
+        row = self._op_row(ctx, model_id, op_id)
+        return self._render(partial(render.operation, stages=ctx.stages), [row], ctx.version)[0]
 
     def list_operations(self, ctx: Ctx, model_id: str | None = None) -> dict[str, Any]:
         """All the caller's operations (paged), or the one of tuned model `model_id`."""
@@ -287,12 +317,98 @@ class Engine:
             rows = self.store.list_models(
                 ctx.project, after_seq=paging.page_token(ctx.query), limit=size + 1
             )
-        return self._page("operations", render.operation, rows, size, ctx.version)
+        return self._page("operations", partial(render.operation, stages=ctx.stages), rows, size, ctx.version)
 
     def cancel_operation(self, ctx: Ctx, model_id: str, op_id: str, _body: object = None) -> dict[str, Any]:
-        self._op_row(ctx, model_id, op_id)
+        self._op_row(ctx, model_id, op_id, permissions.UPDATE)
         self.store.request_cancel(model_id, now_ns())
         return {}
+
+    # ---- sharing ---------------------------------------------------------------------------------------
+    def _grant(
+        self, ctx: Ctx, model_id: str, perm_id: str, needed: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The model row and its permission `perm_id` (the owner's is `owner`), for a caller with `needed`."""
+        row = self._owned(ctx, model_id, needed)
+        if perm_id == permissions.OWNER_ID:
+            return row, permissions.owner_grant(row)
+        for grant in self.store.permissions(model_id):
+            if grant["id"] == perm_id:
+                return row, grant
+        raise ApiException(
+            "NOT_FOUND", f"Permission tunedModels/{model_id}/permissions/{perm_id} does not exist."
+        )
+
+    def create_permission(self, ctx: Ctx, model_id: str, raw: dict[str, Any]) -> dict[str, Any]:
+        row = self._owned(ctx, model_id, permissions.SHARE)
+        grant = permissions.grant_from_request(raw, row["project"])
+        try:
+            self.store.add_permission(model_id, grant)
+        except AlreadyExists:
+            who = "everyone" if grant["grantee"] == permissions.EVERYONE else grant["grantee"]
+            raise ApiException(
+                "ALREADY_EXISTS",
+                f"tunedModels/{model_id} already has a permission for {who}: update its role instead.",
+            ) from None
+        return permissions.render(model_id, grant)
+
+    def list_permissions(self, ctx: Ctx, model_id: str) -> dict[str, Any]:
+        row = self._owned(ctx, model_id, permissions.SHARE)
+        grants = [permissions.owner_grant(row), *self.store.permissions(model_id)]
+        size = paging.page_size(ctx.query, default=10)
+        start = paging.page_token(ctx.query)
+        out: dict[str, Any] = {
+            "permissions": [permissions.render(model_id, g) for g in grants[start : start + size]]
+        }
+        if start + size < len(grants):
+            out["nextPageToken"] = paging.next_page_token(start + size)
+        return out
+
+    def get_permission(self, ctx: Ctx, model_id: str, perm_id: str) -> dict[str, Any]:
+        return permissions.render(model_id, self._grant(ctx, model_id, perm_id, permissions.SHARE)[1])
+
+    def update_permission(self, ctx: Ctx, model_id: str, perm_id: str, raw: dict[str, Any]) -> dict[str, Any]:
+        _, grant = self._grant(ctx, model_id, perm_id, permissions.SHARE)
+        if grant["role"] == "OWNER":
+            raise invalid("The owner's permission cannot change: call transferOwnership.", "permission.role")
+        role = permissions.role_from_patch(raw, ctx.query.get("update_mask"))
+        self.store.set_permission_role(model_id, perm_id, role)
+        return permissions.render(model_id, {**grant, "role": role})
+
+    def delete_permission(self, ctx: Ctx, model_id: str, perm_id: str) -> dict[str, Any]:
+        _, grant = self._grant(ctx, model_id, perm_id, permissions.SHARE)
+        if grant["role"] == "OWNER":
+            raise invalid("The owner's permission cannot be deleted: call transferOwnership.", "name")
+        self.store.delete_permission(model_id, perm_id)
+        return {}
+
+    def transfer_ownership(self, ctx: Ctx, model_id: str, raw: dict[str, Any]) -> dict[str, Any]:
+        """Hand a tuned model to another project; its former owner keeps a writer permission."""
+        row = self._owned(ctx, model_id, permissions.TRANSFER)
+        email = validation.transfer_target(raw)
+        if email == row["project"]:
+            raise invalid(f"{email} owns tunedModels/{model_id} already.", "email_address")
+        former = {"id": ids.random_suffix(12), "grantee_type": "USER", "grantee": row["project"],
+                  "role": "WRITER"}
+        self.store.transfer_ownership(model_id, email, former)
+        return {}
+
+    # ---- token counts and embeddings -------------------------------------------------------------------
+    def count_tokens(self, ctx: Ctx, name: str, raw: dict[str, Any], *, kind: str) -> dict[str, Any]:
+        """countTokens (Gemini): the tokens of `contents` for the model's own tokenizer."""
+        from tunespec.engine import generate
+
+        texts = validation.count_tokens_texts(raw, kind, name)
+        model_dir, _ = self._model_dir_for(ctx, kind, name, "countTokens")
+        return {"totalTokens": sum(generate.count_tokens(model_dir, t) for t in texts)}
+
+    def count_text_tokens(self, ctx: Ctx, name: str, raw: dict[str, Any], *, kind: str) -> dict[str, Any]:
+        """countTextTokens (PaLM): the tokens of `prompt.text`."""
+        from tunespec.engine import generate
+
+        text = validation.count_text_tokens_prompt(raw)
+        model_dir, _ = self._model_dir_for(ctx, kind, name, "countTextTokens")
+        return {"tokenCount": generate.count_tokens(model_dir, text)}
 
     # ---- generation ----------------------------------------------------------------------------------
     def _model_dir_for(self, ctx: Ctx, kind: str, name: str, method: str) -> tuple[Path, dict[str, Any]]:
@@ -343,8 +459,7 @@ class Engine:
         default `prompt` as one user turn)."""
         from tunespec.engine import generate
 
-        with self._gen_lock:
-            return generate.generate(model_dir, prompt, **sampling, messages=messages)
+        return generate.generate(model_dir, prompt, **sampling, messages=messages)  # batched, no lock
 
     def generate_text(self, ctx: Ctx, name: str, raw: dict[str, Any], *, kind: str) -> dict[str, Any]:
         """generateText on `kind/name` ("models" or "tunedModels")."""
@@ -353,17 +468,34 @@ class Engine:
         sampling = validation.sampling(body, defaults, validation.max_temperature(ctx.version))
         return render.text_response(self._generate(model_dir, prompt, sampling))
 
+    def _content_request(
+        self, ctx: Ctx, name: str, raw: dict[str, Any], kind: str, method: str
+    ) -> tuple[Path, str, list[dict[str, str]], dict[str, Any]]:
+        """A GenerateContentRequest checked: (weights, prompt, messages, sampling)."""
+        from tunespec.engine import generate
+
+        prompt, messages, body = validation.content_prompt(raw, kind, name)
+        model_dir, defaults = self._model_dir_for(ctx, kind, name, method)
+        sampling = validation.sampling(body.get("generation_config"), defaults, 2.0, "generation_config")
+        if kind == "tunedModels" and messages[0]["role"] == "system" and not generate.is_chat(model_dir):
+            # as Google's tuned models answer; a template has turns
+            raise invalid(f"Developer instruction is not enabled for tunedModels/{name}",
+                          "system_instruction")
+        return model_dir, prompt, messages, sampling
+
     def generate_content(self, ctx: Ctx, name: str, raw: dict[str, Any], *, kind: str) -> dict[str, Any]:
         """generateContent on `kind/name` ("models" or "tunedModels")."""
-        prompt, messages, body = validation.content_prompt(raw, kind, name)
-        model_dir, defaults = self._model_dir_for(ctx, kind, name, "generateContent")
-        sampling = validation.sampling(body.get("generation_config"), defaults, 2.0, "generation_config")
-        if kind == "tunedModels" and messages[0]["role"] == "system":
-            from tunespec.engine import generate
+        from tunespec.engine import generate
 
-            with self._gen_lock:
-                if not generate.is_chat(model_dir):  # as Google's tuned models answer; a template has turns
-                    raise invalid(f"Developer instruction is not enabled for tunedModels/{name}",
-                                  "system_instruction")
-        outputs = self._generate(model_dir, prompt, sampling, messages)
-        return render.content_response(outputs, prompt, f"{kind}/{name}")
+        model_dir, prompt, messages, sampling = self._content_request(ctx, name, raw, kind, "generateContent")
+        result = generate.complete(model_dir, prompt, **sampling, messages=messages)  # batched, no lock
+        outputs = [c.text for c in result.completions]
+        return finished(render.content_response(outputs, prompt, f"{kind}/{name}"), result)
+
+    def stream_generate_content(self, ctx: Ctx, name: str, raw: dict[str, Any], *, kind: str) -> Any:
+        """streamGenerateContent on `kind/name`: the request checked and its decoding started; the
+        route writes the generate.Stream's chunks (streaming.py). Bad requests raise before any chunk."""
+        from tunespec.engine import generate
+
+        model_dir, prompt, messages, sampling = self._content_request(ctx, name, raw, kind, "generateContent")
+        return generate.stream(model_dir, prompt, **sampling, messages=messages)

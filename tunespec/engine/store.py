@@ -3,15 +3,18 @@
 One row per tuned model carries its operation too (`op_id`, error fields): a tuned model has
 exactly one CreateTunedModel operation. Its `weights_dir` (and a continued model's `init_dir`)
 is relative to the data dir, so the data dir can move; rows written before hold absolute paths,
-which resolve to themselves. The training data is kept (the worker needs it, and a
-resumed job needs it again) but is never returned by the API. Every process and thread opens its
-own connection; claims on queued jobs are atomic compare-and-set UPDATEs with a lease, so two
-engines on one data dir never run the same job.
+which resolve to themselves. A model's `project` is its owner; `permissions` holds what it
+shares with other projects (reader / writer; grantee '*' is everyone). The training data is kept
+(the worker needs it, and a resumed job needs it again) but is never returned by the API. Every
+process and thread opens its own connection; claims on queued jobs are atomic compare-and-set
+UPDATEs with a lease, so two engines on one data dir never run the same job.
 
 `attempts` counts the times a job crashed its worker: a worker process that died while holding it,
-while the engine supervising that worker lived on and had not told it to stop (`charge_crash`, called
-by worker.WorkerSupervisor). Claiming a job charges nothing, and neither does a job whose owner died
-with its whole engine (SIGKILL, reboot) or gave it back on SIGTERM: the next claim resumes it.
+while the engine supervising that worker lived on and had not told it to stop, and by the job's own
+doing (`charge_crash`, called by worker.WorkerSupervisor: a fatal signal, the OOM killer, or a SIGKILL
+at the same training step twice in a row). Claiming a job charges nothing, and neither does a job whose
+owner died with its whole engine (SIGKILL, reboot), was killed from outside, or gave it back on SIGTERM:
+the next claim resumes it.
 """
 
 from __future__ import annotations
@@ -65,7 +68,24 @@ CREATE TABLE IF NOT EXISTS snapshots (
     compute_ns INTEGER NOT NULL,
     PRIMARY KEY (model_id, step)
 );
+CREATE TABLE IF NOT EXISTS permissions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    model_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    grantee_type TEXT NOT NULL,
+    grantee TEXT NOT NULL DEFAULT '',
+    role TEXT NOT NULL,
+    UNIQUE (model_id, id),
+    UNIQUE (model_id, grantee_type, grantee)
+);
 """
+
+
+# Columns added after the first release: (name, declaration), added to older databases on open.
+# resume_step: the checkpoint step the job's current attempt started from; crash_step: the step at
+# which a worker holding the job was last SIGKILLed while training (see charge_crash); waiting_for:
+# what a claimed job waits for before it can start (the Ray executor: "1 GPU in the Ray cluster").
+_ADDED_COLUMNS = {"resume_step": "INTEGER", "crash_step": "INTEGER", "waiting_for": "TEXT"}
 
 
 class AlreadyExists(Exception):
@@ -116,9 +136,21 @@ class Store:
         self.path = self.data_dir / DB_NAME
         self._local = threading.local()
         self._conn().executescript(_SCHEMA)
+        self._add_columns("tuned_models", _ADDED_COLUMNS)
         # Rows are read without the training data (large, read only by the worker: examples()).
         columns = [r["name"] for r in self._conn().execute("PRAGMA table_info(tuned_models)")]
         self._row_columns = ", ".join(c for c in columns if c != "examples")
+
+    def _add_columns(self, table: str, added: dict[str, str]) -> None:
+        """Bring a data dir written by an older engine up to date (columns added since)."""
+        have = {r["name"] for r in self._conn().execute(f"PRAGMA table_info({table})")}
+        for name, decl in added.items():
+            if name not in have:
+                try:
+                    self._conn().execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
 
     # ---- connections -------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -174,11 +206,18 @@ class Store:
         r = cur.fetchone()
         return dict(r) if r else None
 
-    def list_models(self, project: str, *, after_seq: int = 0, limit: int = 10) -> list[dict[str, Any]]:
+    def list_models(
+        self, project: str, *, after_seq: int = 0, limit: int = 10, shared: bool = False
+    ) -> list[dict[str, Any]]:
+        """The models `project` owns (and, with `shared`, those shared with it or with everyone)."""
+        where = "project = ?"
+        args: tuple[Any, ...] = (project,)
+        if shared:
+            where = "(project = ? OR id IN (SELECT model_id FROM permissions WHERE grantee IN (?, '*')))"
+            args = (project, project)
         cur = self._conn().execute(
-            f"SELECT {self._row_columns} FROM tuned_models "
-            "WHERE project = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (project, after_seq, limit),
+            f"SELECT {self._row_columns} FROM tuned_models WHERE {where} AND seq > ? ORDER BY seq LIMIT ?",
+            (*args, after_seq, limit),
         )
         return [dict(r) for r in cur.fetchall()]
 
@@ -191,11 +230,59 @@ class Store:
         with self._tx() as db:
             db.execute("DELETE FROM tuned_models WHERE id = ?", (model_id,))
             db.execute("DELETE FROM snapshots WHERE model_id = ?", (model_id,))
+            db.execute("DELETE FROM permissions WHERE model_id = ?", (model_id,))
 
     def examples(self, model_id: str) -> list[tuple[str, str]]:
         """A tuned model's training data as (text_input, output) pairs ([] once it is deleted)."""
         r = self._conn().execute("SELECT examples FROM tuned_models WHERE id = ?", (model_id,)).fetchone()
         return [tuple(e) for e in json.loads(r["examples"])] if r else []
+
+    # ---- permissions -------------------------------------------------------------------------
+    def permissions(self, model_id: str) -> list[dict[str, Any]]:
+        """A tuned model's granted permissions (its owner's is not stored), oldest first."""
+        cur = self._conn().execute(
+            "SELECT seq, id, grantee_type, grantee, role FROM permissions WHERE model_id = ? ORDER BY seq",
+            (model_id,),
+        )
+        return [dict(r) for r in cur.fetchall()]
+
+    def add_permission(self, model_id: str, row: dict[str, Any]) -> None:
+        """Insert a permission; AlreadyExists when the grantee (or the id) has one on the model."""
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO permissions (model_id, id, grantee_type, grantee, role) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (model_id, row["id"], row["grantee_type"], row["grantee"], row["role"]),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExists(row["id"]) from exc
+
+    def set_permission_role(self, model_id: str, perm_id: str, role: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE permissions SET role = ? WHERE model_id = ? AND id = ?", (role, model_id, perm_id)
+            )
+
+    def delete_permission(self, model_id: str, perm_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM permissions WHERE model_id = ? AND id = ?", (model_id, perm_id))
+
+    def transfer_ownership(self, model_id: str, new_owner: str, old_owner_grant: dict[str, Any]) -> None:
+        """Make project `new_owner` the model's owner (its own grant, if any, goes) and give the former
+        owner `old_owner_grant` (a writer permission), in one transaction."""
+        with self._tx() as db:
+            db.execute("UPDATE tuned_models SET project = ? WHERE id = ?", (new_owner, model_id))
+            db.execute(
+                "DELETE FROM permissions WHERE model_id = ? AND grantee_type != 'EVERYONE' "
+                "AND grantee IN (?, ?)",
+                (model_id, new_owner, old_owner_grant["grantee"]),
+            )
+            db.execute(
+                "INSERT INTO permissions (model_id, id, grantee_type, grantee, role) VALUES (?, ?, ?, ?, ?)",
+                (model_id, old_owner_grant["id"], old_owner_grant["grantee_type"],
+                 old_owner_grant["grantee"], old_owner_grant["role"]),
+            )
 
     # ---- snapshots ---------------------------------------------------------------------------
     def snapshots(self, model_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -217,8 +304,12 @@ class Store:
             (model_id, step, epoch, float(mean_loss), compute_ns),
         )
 
-    def delete_snapshots_after(self, model_id: str, step: int) -> None:
-        self._conn().execute("DELETE FROM snapshots WHERE model_id = ? AND step > ?", (model_id, step))
+    def start_attempt(self, model_id: str, step: int) -> None:
+        """A claimed job resumes from its checkpoint at `step`: drop the snapshots after it and note
+        where this attempt starts (charge_crash tells a death mid-training from one before it)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM snapshots WHERE model_id = ? AND step > ?", (model_id, step))
+            db.execute("UPDATE tuned_models SET resume_step = ? WHERE id = ?", (step, model_id))
 
     # ---- the job queue -----------------------------------------------------------------------
     def claim_next(
@@ -239,7 +330,8 @@ class Store:
                 continue
             with self._tx() as db:
                 got = db.execute(
-                    "UPDATE tuned_models SET claimed_by = ?, lease_until = ? "
+                    "UPDATE tuned_models SET claimed_by = ?, lease_until = ?, resume_step = NULL, "
+                    "waiting_for = NULL "
                     "WHERE id = ? AND state = 'CREATING' AND cancel_requested = 0 AND claimed_by IS ?",
                     (owner, now + lease_s, r["id"], r["claimed_by"]),
                 ).rowcount
@@ -258,28 +350,61 @@ class Store:
         """Give a job back to the queue (engine shutting down): the next worker resumes it."""
         with self._tx() as db:
             db.execute(
-                "UPDATE tuned_models SET claimed_by = NULL, lease_until = NULL "
+                "UPDATE tuned_models SET claimed_by = NULL, lease_until = NULL, waiting_for = NULL "
                 "WHERE id = ? AND claimed_by = ?",
                 (model_id, owner),
             )
 
-    def charge_crash(self, pid: int, host: str | None = None) -> list[str]:
+    def charge_crash(self, pid: int, host: str | None = None, *, cause: str = "crash") -> list[str]:
         """Worker process `pid` of `host` (default: this one) died unasked while its engine lives on:
-        charge one attempt to each CREATING job it held and give it back to the queue (the next
-        claim resumes it; `reap` ends it once it crashed MAX_ATTEMPTS workers). Returns their ids."""
+        give each CREATING job it held back to the queue (the next claim resumes it) and charge the
+        jobs that killed it. Returns the ids charged.
+
+        `cause` "crash": the job's own doing (a fatal signal such as SIGSEGV, a non-zero exit, or the
+        kernel's OOM killer), one attempt. "killed": a SIGKILL with no sign of the OOM killer, which
+        may come from outside (an operator, a process manager) as well as from the job: it is charged
+        only when it repeats, the worker dying mid-training at the very step the job's previous such
+        death did; the second death in a row at one step charges both. A kill outside training (while
+        the worker imports or loads, before its first step) charges nothing. `reap` ends a job once it
+        has MAX_ATTEMPTS attempts."""
         prefix = f"{host or socket.gethostname()}:{pid}:"
+        charged = []
         with self._tx() as db:
             rows = db.execute(
-                "SELECT id, claimed_by FROM tuned_models WHERE state = 'CREATING' AND claimed_by IS NOT NULL"
+                "SELECT id, claimed_by, attempts, resume_step, crash_step FROM tuned_models "
+                "WHERE state = 'CREATING' AND claimed_by IS NOT NULL"
             ).fetchall()
-            ids = [r["id"] for r in rows if r["claimed_by"].startswith(prefix)]
-            for model_id in ids:
+            for r in rows:
+                if not r["claimed_by"].startswith(prefix):
+                    continue
+                last = db.execute(
+                    "SELECT MAX(step) FROM snapshots WHERE model_id = ?", (r["id"],)
+                ).fetchone()[0] or 0
+                charge, crash_step = 0, r["crash_step"]
+                if cause != "killed":
+                    charge = 1
+                elif r["resume_step"] is not None and last > r["resume_step"]:  # died training
+                    if crash_step == last:
+                        charge = 1 if r["attempts"] else 2
+                    crash_step = last
                 db.execute(
-                    "UPDATE tuned_models SET attempts = attempts + 1, claimed_by = NULL, lease_until = NULL "
-                    "WHERE id = ?",
-                    (model_id,),
+                    "UPDATE tuned_models SET attempts = attempts + ?, crash_step = ?, claimed_by = NULL, "
+                    "lease_until = NULL WHERE id = ?",
+                    (charge, crash_step, r["id"]),
                 )
-        return ids
+                if charge:
+                    charged.append(r["id"])
+        return charged
+
+    def charge_attempt(self, model_id: str, owner: str) -> bool:
+        """The executor lost the process or node running `owner`'s job: charge one attempt and give
+        the job back to the queue (the next claim resumes it; `reap` ends it at MAX_ATTEMPTS)."""
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE tuned_models SET attempts = attempts + 1, claimed_by = NULL, lease_until = NULL, "
+                "waiting_for = NULL WHERE id = ? AND state = 'CREATING' AND claimed_by = ?",
+                (model_id, owner),
+            ).rowcount == 1
 
     def finish(
         self,

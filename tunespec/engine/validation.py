@@ -217,7 +217,9 @@ def sampling(params: Any, defaults: Mapping[str, Any], max_temp: float, where: s
         raise invalid(
             f"at most {MAX_STOP_SEQUENCES} stop_sequences are allowed (got {len(stops)})", p("stop_sequences")
         )
+    seed = read_int(params.get("seed"), p("seed"))
     return {
+        **({"seed": seed} if seed is not None else {}),  # generateContent's: a repeatable sample
         "temperature": temperature if temperature is not None else defaults["temperature"],
         "top_p": top_p if top_p is not None else defaults["top_p"],
         "top_k": top_k if top_k is not None else defaults["top_k"],
@@ -234,6 +236,7 @@ def text_prompt(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """A GenerateTextRequest -> (prompt text, the request with snake_case keys)."""
     _check_fields(raw, _GENERATE_TEXT, "")
     body = to_snake(raw)
+    refuse_unsupported(body)
     prompt = read_message(body.get("prompt"), "prompt")
     text = read_string(prompt.get("text"), "prompt.text")
     if not text:
@@ -247,6 +250,36 @@ def text_prompt(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 CHAT_ROLES = {"user": "user", "model": "assistant"}  # Gemini's roles -> chat-template roles
 
 
+def _refuse(field: str, what: str) -> None:
+    raise invalid(f"{field} is not supported by this engine: {what}. Remove it from the request.", field)
+
+
+def refuse_unsupported(body: dict[str, Any], config_field: str = "generation_config") -> None:
+    """400 for options the engine cannot honour (rather than ignoring them): safety settings, tools,
+    cached content, structured output, penalties, log probabilities."""
+    if body.get("safety_settings"):
+        _refuse("safety_settings", "it runs no safety classifier (every rating it returns is NEGLIGIBLE)")
+    for field, what in (("tools", "function calling and code execution are not implemented"),
+                        ("tool_config", "function calling is not implemented"),
+                        ("cached_content", "context caching is not implemented")):
+        if body.get(field):
+            _refuse(field, what)
+    config = body.get(config_field)
+    if not isinstance(config, dict):
+        return
+    at = f"{config_field}."
+    if config.get("response_schema"):
+        _refuse(at + "response_schema", "it cannot constrain answers to a schema")
+    mime = config.get("response_mime_type")
+    if mime not in (None, "", "text/plain"):
+        _refuse(at + "response_mime_type", f"it answers text/plain only (got {mime!r})")
+    for field in ("presence_penalty", "frequency_penalty"):
+        if read_number(config.get(field), at + field):
+            _refuse(at + field, "generation applies no penalties")
+    if config.get("response_logprobs") or config.get("logprobs"):
+        _refuse(at + "response_logprobs", "it does not return log probabilities")
+
+
 def content_prompt(
     raw: dict[str, Any], kind: str, name: str
 ) -> tuple[str, list[dict[str, str]], dict[str, Any]]:
@@ -257,6 +290,7 @@ def content_prompt(
     parts joined by newlines); system_instruction's text is a system message before them."""
     _check_fields(raw, _GENERATE_CONTENT, "")
     body = to_snake(raw)
+    refuse_unsupported(body)
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         raise invalid('contents is required: [{"parts": [{"text": ...}]}]', "contents")
@@ -292,6 +326,42 @@ def _text_parts(content: dict[str, Any], where: str) -> list[str]:
             raise invalid("only text parts are supported by tuned models", f"{where}.parts[{j}]")
         texts.append(t)
     return texts
+
+
+# ---- token counts -----------------------------------------------------------------------------------
+
+_COUNT_TOKENS = {"contents": _GENERATE_CONTENT["contents"], "generate_content_request": _GENERATE_CONTENT}
+_COUNT_TEXT_TOKENS = {"prompt": {"text": None}}
+
+
+def count_tokens_texts(raw: dict[str, Any], kind: str, name: str) -> list[str]:
+    """A CountTokensRequest -> the texts to count: its `contents`, or its `generateContentRequest`'s
+    contents and system instruction."""
+    _check_fields(raw, _COUNT_TOKENS, "")
+    body = to_snake(raw)
+    if body.get("contents") and body.get("generate_content_request"):
+        raise invalid("Set either contents or generate_content_request, not both.", "contents")
+    request = body.get("generate_content_request")
+    if request is not None:
+        inner = read_message(request, "generate_content_request")
+        refuse_unsupported(inner)
+        content = {k: v for k, v in inner.items() if k in ("contents", "system_instruction")}
+    else:
+        content = {"contents": body.get("contents")}
+    if not content.get("contents"):
+        raise invalid('contents is required: [{"parts": [{"text": ...}]}]', "contents")
+    _, messages, _ = content_prompt(content, kind, name)
+    return [m["content"] for m in messages]
+
+
+def count_text_tokens_prompt(raw: dict[str, Any]) -> str:
+    """A CountTextTokensRequest -> its prompt text."""
+    _check_fields(raw, _COUNT_TEXT_TOKENS, "")
+    prompt = read_message(to_snake(raw).get("prompt"), "prompt")
+    text = read_string(prompt.get("text"), "prompt.text")
+    if not text:
+        raise invalid("prompt.text is required", "prompt.text")
+    return text
 
 
 # ---- CreateTunedModel ------------------------------------------------------------------------------
@@ -448,21 +518,55 @@ def _examples(task: dict[str, Any], bad: Callable[[str, str], None]) -> list[tup
 
 # ---- UpdateTunedModel ------------------------------------------------------------------------------
 
+OUTPUT_ONLY = ("name", "state", "create_time", "update_time")  # in a mask: ignored, as Google ignores them
+IMMUTABLE = ("base_model", "tuned_model_source", "tuning_task", "reader_project_numbers", "tuning_method")
 
-def patch_fields(raw: dict[str, Any], update_mask: str | None, version: str) -> dict[str, Any]:
-    """The fields an UpdateTunedModel request sets: {snake_case name: new value} for each mask path.
 
-    Sampling defaults get the same ranges as at create time (temperature up to 1 on v1beta3, 2 on v1beta).
-    """
-    _check_fields(raw, _TUNED_MODEL, "tuned_model")
-    body = to_snake(raw)
-    if not update_mask:
+def _mask_paths(update_mask: str | None, body: dict[str, Any], version: str) -> list[str]:
+    """The top-level fields a PATCH names: its mask's (v1beta3 requires one), else every field sent."""
+    if update_mask:
+        return [snake(p.strip()).split(".")[0] for p in update_mask.split(",") if p.strip()]
+    if version == "v1beta3":  # v1beta3's UpdateTunedModelRequest.update_mask is REQUIRED
         raise invalid(
             "update_mask is required: name the fields to change, e.g. ?updateMask=description,displayName",
             "update_mask",
         )
+    return [k for k in body if k in PATCHABLE]  # v1beta and v1: every updatable field sent
+
+
+def _unchanged(path: str, value: Any, row: Mapping[str, Any]) -> bool:
+    """Whether an immutable field sent in a PATCH leaves the model as it is: empty, or its own value."""
+    if not value:
+        return True
+    if path == "base_model":
+        return value == row.get("base_model")
+    if path == "tuned_model_source" and isinstance(value, dict):
+        return value.get("tuned_model") in (None, "", row.get("source_tuned_model"))
+    if path == "tuning_task" and isinstance(value, dict):  # output-only parts; hyperparameters as stored
+        hp = value.get("hyperparameters") or {}
+        same = all(hp.get(k) in (None, 0, row.get(k)) for k in ("epoch_count", "batch_size"))
+        return same and not value.get("training_data")
+    return False
+
+
+def patch_fields(
+    raw: dict[str, Any], update_mask: str | None, version: str, current: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The fields an UpdateTunedModel request sets: {snake_case name: new value (None: cleared)}.
+
+    The mask is optional on v1beta and v1 (then every updatable field sent is updated). Output-only
+    paths in a mask are ignored; immutable ones too when the value sent is empty or the model's own
+    (`current`, the stored row), as clients that diff whole resources send them. Sampling defaults get
+    the ranges they have at create time (temperature up to 1 on v1beta3, 2 on v1beta).
+    """
+    _check_fields(raw, _TUNED_MODEL, "tuned_model")
+    body = to_snake(raw)
     fields: dict[str, Any] = {}
-    for path in (snake(p.strip()) for p in update_mask.split(",") if p.strip()):
+    for path in dict.fromkeys(_mask_paths(update_mask, body, version)):
+        if path in OUTPUT_ONLY:
+            continue
+        if path in IMMUTABLE and _unchanged(path, body.get(path), current or {}):
+            continue
         if path not in PATCHABLE:
             raise invalid(
                 f"update_mask path {path!r} cannot be updated; updatable fields: " + ", ".join(PATCHABLE),
@@ -487,3 +591,16 @@ def patch_fields(raw: dict[str, Any], update_mask: str | None, version: str) -> 
         fields[path] = value
     return fields
 
+
+# ---- TransferOwnership -----------------------------------------------------------------------------
+
+
+def transfer_target(raw: dict[str, Any]) -> str:
+    """A TransferOwnershipRequest -> the new owner (a project's name, as permissions grant them)."""
+    _check_fields(raw, {"email_address": None}, "")
+    email = read_string(to_snake(raw).get("email_address"), "email_address")
+    if not email or not email.strip():
+        raise invalid(
+            "email_address is required: the project that becomes the model's owner", "email_address"
+        )
+    return email.strip()

@@ -11,8 +11,11 @@ job ends FAILED with the operation error code 1 (CANCELLED). On SIGTERM a runnin
 and goes back to the queue; after a crash (SIGKILL) the next worker sees the dead owner, reclaims
 the job and resumes from its last checkpoint. Only a worker that dies while its supervisor lives on
 and did not ask it to stop charges an attempt to the job it held (the supervisor records it:
-Store.charge_crash); a job that crashes its worker three times ends FAILED instead of looping. The
-engine dying with its workers (SIGKILL, reboot) or stopping them (SIGTERM, Ctrl-C) charges nothing.
+Store.charge_crash, told the cause: a fatal signal or non-zero exit, the kernel's OOM killer (its
+counters in /proc/vmstat and the cgroup's memory.events went up), or a bare SIGKILL, charged only when
+it repeats at one training step); a job that crashes its worker three times ends FAILED instead of
+looping. The engine dying with its workers (SIGKILL, reboot) or stopping them (SIGTERM, Ctrl-C), and a
+worker killed from outside, charge nothing.
 A base model that cannot be used (a package not installed, a GGUF file that fails to convert) ends
 the job FAILED with the reason. The worker exits when its parent process dies.
 """
@@ -42,6 +45,37 @@ POLL_S = 0.2
 HEARTBEAT_S = 2.0
 
 
+def train_request(job: Mapping[str, Any], examples: list[tuple[str, str]], data_dir: Path,
+                  extra: Mapping[str, Path], alias: str) -> Any:
+    """The train.TrainRequest of a claimed job (its store row): its base model materialised under
+    `data_dir` (a GGUF file converted once), a continued model's weights checked. Raises
+    gguf_import.ModelError when the base model cannot be used."""
+    from tunespec.engine import basemodels, train
+
+    base_dir = basemodels.materialize(job["base_model"], data_dir, extra, alias)
+    init_dir = data_dir / job["init_dir"] if job["init_dir"] else None
+    if init_dir is not None and not init_dir.exists():
+        raise RuntimeError(f"the source tuned model's weights are missing ({init_dir})")
+    return train.TrainRequest(
+        base_dir=Path(base_dir),
+        examples=examples,
+        epoch_count=job["epoch_count"],
+        batch_size=job["batch_size"],
+        learning_rate=job["effective_learning_rate"],
+        tuning_method=job["tuning_method"],
+        seed=0,
+        init_dir=init_dir,
+        data_dir=data_dir,
+    )
+
+
+def _import_training_stack() -> None:
+    import peft  # noqa: F401
+    import torch  # noqa: F401
+    import transformers.models.llama.modeling_llama  # noqa: F401  - the built-in and SmolLM2's
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+
+
 class Worker:
     """Runs jobs from `data_dir`'s store until `stop()`."""
 
@@ -62,6 +96,7 @@ class Worker:
         self.owner = owner_token()
         self.parent_pid = parent_pid
         self._stop = threading.Event()
+        self._warmed = threading.Event()  # the training stack is imported (or failed to be)
 
     def stop(self) -> None:
         self._stop.set()
@@ -88,13 +123,18 @@ class Worker:
             self._stop.wait(0.25)
         runner.join(timeout=30)
 
-    @staticmethod
-    def _warm_up() -> None:
-        """Import the training stack early so the first job does not wait for it."""
+    def _warm_up(self) -> None:
+        """Import the training stack (torch, transformers' Llama, peft) as the worker starts, while
+        the engine and the runner start up, so the first job claimed does not wait for it. A job
+        waits for it to finish (Hugging Face's lazy imports are not safe from two threads at once)."""
         try:
-            from tunespec.engine import train  # noqa: F401
+            from tunespec.engine import train  # noqa: F401  - first: it sets Hugging Face offline
+
+            _import_training_stack()
         except Exception:
-            log.exception("importing the training module failed")
+            log.exception("importing the training stack failed")
+        finally:
+            self._warmed.set()
 
     def _runner(self) -> None:
         while not self._stop.is_set():
@@ -115,32 +155,19 @@ class Worker:
         """Train one claimed job to its end (or until stopped/cancelled)."""
         model_id = job["id"]
         work_dir = self.data_dir / "jobs" / model_id
+        self._warmed.wait(timeout=600)
         log.info("training tunedModels/%s (%d steps)", model_id, job["total_steps"])
         from tunespec.engine.gguf_import import ModelError
 
         try:
-            from tunespec.engine import basemodels, train
+            from tunespec.engine import train
 
             work_dir.mkdir(parents=True, exist_ok=True)
             done = train.checkpoint_step(work_dir)
-            self.store.delete_snapshots_after(model_id, done)
+            self.store.start_attempt(model_id, done)
             if job["start_ns"] is None:
                 self.store.update_model(model_id, start_ns=now_ns())
-            base_dir = basemodels.materialize(job["base_model"], self.data_dir, self.extra, self.alias)
-            init_dir = self.data_dir / job["init_dir"] if job["init_dir"] else None
-            if init_dir is not None and not init_dir.exists():
-                raise RuntimeError(f"the source tuned model's weights are missing ({init_dir})")
-            req = train.TrainRequest(
-                base_dir=Path(base_dir),
-                examples=self.store.examples(model_id),
-                epoch_count=job["epoch_count"],
-                batch_size=job["batch_size"],
-                learning_rate=job["effective_learning_rate"],
-                tuning_method=job["tuning_method"],
-                seed=0,
-                init_dir=init_dir,
-                data_dir=self.data_dir,
-            )
+            req = train_request(job, self.store.examples(model_id), self.data_dir, self.extra, self.alias)
         except ModelError as exc:  # the base model cannot be used: say why, do not retry
             self._fail(model_id, f"Tuning failed: {exc}", error_code=9)  # FAILED_PRECONDITION
             return
@@ -209,6 +236,30 @@ class Worker:
         )
 
 
+_OOM_COUNTERS = (Path("/proc/vmstat"), Path("/sys/fs/cgroup/memory.events"))
+
+
+def oom_kills() -> int:
+    """How many processes the kernel's OOM killer has killed (system-wide plus this cgroup's)."""
+    total = 0
+    for path in _OOM_COUNTERS:
+        try:
+            for line in path.read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill" and value.strip().isdigit():
+                    total += int(value)
+        except OSError:
+            continue
+    return total
+
+
+def crash_cause(returncode: int, oom_before: int, oom_after: int) -> str:
+    """Store.charge_crash's cause for a worker that exited with `returncode` unasked."""
+    if returncode == -signal.SIGKILL and oom_after <= oom_before:
+        return "killed"  # by the job or from outside: charged only when it repeats
+    return "crash"
+
+
 class WorkerSupervisor:
     """Keeps `count` worker processes alive (restarting any that dies) until stopped.
 
@@ -267,26 +318,34 @@ class WorkerSupervisor:
     def _loop(self) -> None:
         delay = 0.5
         store: Store | None = None
+        seen_alive = [oom_kills()] * len(self.procs)  # the OOM count when each worker was last alive
         while not self._stop.wait(0.5):
             for i, proc in enumerate(self.procs):
-                if proc.poll() is not None and not self._stop.is_set():
-                    supervisor_log.warning("training worker exited with %s; restarting it", proc.returncode)
-                    # Charge after the wait: a worker dying with its whole engine is no job's fault.
-                    self._stop.wait(delay)
-                    delay = min(delay * 2, 10)
-                    if self._stop.is_set():
-                        break
-                    try:
-                        store = store or Store(self.data_dir)
-                        self._charge(store, proc)
-                    except Exception:  # a busy database must not stop the supervisor
-                        supervisor_log.exception("recording the worker's crash failed")
-                    self.procs[i] = self._spawn()
+                oom_now = oom_kills()  # read before poll: an OOM kill after it shows as a rise
+                if proc.poll() is None:
+                    seen_alive[i] = oom_now
+                    continue
+                if self._stop.is_set():
+                    break
+                supervisor_log.warning("training worker exited with %s; restarting it", proc.returncode)
+                # Charge after the wait: a worker dying with its whole engine is no job's fault.
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10)
+                if self._stop.is_set():
+                    break
+                try:
+                    store = store or Store(self.data_dir)
+                    self._charge(store, proc, crash_cause(proc.returncode, seen_alive[i], oom_kills()))
+                except Exception:  # a busy database must not stop the supervisor
+                    supervisor_log.exception("recording the worker's crash failed")
+                self.procs[i] = self._spawn()
+                seen_alive[i] = oom_kills()
 
     @staticmethod
-    def _charge(store: Store, proc: subprocess.Popen[bytes]) -> None:
-        """The worker `proc` died unasked: charge the job it held (a clean exit released its job)."""
-        for model_id in store.charge_crash(proc.pid):
+    def _charge(store: Store, proc: subprocess.Popen[bytes], cause: str) -> None:
+        """The worker `proc` died unasked: charge the job it held if it was the job's doing (a clean
+        exit released its job; charge_crash gives any other back to the queue)."""
+        for model_id in store.charge_crash(proc.pid, cause=cause):
             row = store.get_model(model_id) or {}
             supervisor_log.warning(
                 "tunedModels/%s crashed its training worker (exit %s; attempt %s of %d)",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunespec.identity import base_model_of, requested_hyperparameters
 from tunespec.planning import LABELS
+from tunespec.report.compare import comparison
 from tunespec.version import __version__
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ def build_report(result: JobResult, target: Mapping[str, str]) -> dict[str, Any]
     model = result.model or job.model
     base = result.base_evaluation
     delta = (result.evaluation.pass_rate - base.pass_rate) if result.evaluation and base else None
+    tuned_json = result.evaluation.to_json() if result.evaluation else None
+    base_json = base.to_json() if base else None
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "kind": "tunespec.report",
@@ -67,9 +70,12 @@ def build_report(result: JobResult, target: Mapping[str, str]) -> dict[str, Any]
             "complete_time": model.complete_time if model else None,
         },
         "snapshots": [dict(s.raw) for s in model.snapshots] if model else [],
-        "evaluation": result.evaluation.to_json() if result.evaluation else None,
-        "base_evaluation": base.to_json() if base else None,
+        "tuning_data_stats": dict(model.data_stats) if model and model.data_stats else None,
+        "evaluation": tuned_json,
+        "base_evaluation": base_json,
         "delta": delta,
+        "accuracy": result.evaluation.accuracy if result.evaluation else None,
+        "comparison": comparison(tuned_json, base_json),
         "pruned": result.pruned,
         "error": str(result.error) if result.error else None,
         "error_type": type(result.error).__name__ if result.error else None,

@@ -10,11 +10,18 @@ from typing import Any
 
 from tunespec.github import append_step_summary
 from tunespec.report.document import losses
+from tunespec.report.html import render_html
 from tunespec.report.junit import junit_suite, write_xml
 from tunespec.report.markdown import render_markdown
 from tunespec.report.plot import MISSING, plot_available, write_loss_png
 
-FILES = {"json": "report.json", "markdown": "report.md", "junit": "junit.xml", "png": "loss.png"}
+FILES = {
+    "json": "report.json",
+    "markdown": "report.md",
+    "junit": "junit.xml",
+    "png": "loss.png",
+    "html": "report.html",
+}
 
 
 def write_reports(
@@ -57,6 +64,10 @@ def write_reports(
         path = directory / FILES["junit"]
         write_xml([junit_suite(report)], path)
         written["junit"] = path
+    if "html" in formats:
+        path = directory / FILES["html"]
+        path.write_text(render_html(report), encoding="utf-8")
+        written["html"] = path
     if env.get("GITHUB_STEP_SUMMARY"):
         append_step_summary(render_markdown(report, png_name=None), env)
     return written

@@ -69,6 +69,32 @@ def junit_suite(report: Mapping[str, Any]) -> ET.Element:
             f"[{i + 1}] {t['output'] if t['output'] is not None else '<error>'}"
             for i, t in enumerate(p["trials"])
         )
+    accuracy = (ev or {}).get("accuracy")
+    if accuracy is not None:  # the held-out examples: one test, failing below accuracy_threshold
+        cases += 1
+        validation = ev.get("validation") or {}
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=job,
+            name="held-out accuracy",
+            time=f"{validation.get('seconds', 0):.3f}",
+        )
+        wanted = ev.get("accuracy_threshold")
+        if wanted is not None and accuracy < wanted - 1e-9:
+            failures += 1
+            ET.SubElement(
+                case,
+                "failure",
+                type="AccuracyBelowThreshold",
+                message=f"held-out accuracy {percent(accuracy)} is below {percent(wanted)}",
+            )
+        out = ET.SubElement(case, "system-out")
+        out.text = "\n".join(
+            f"{p['name']}: {'pass' if p['passes'] == len(p['trials']) else 'fail'} "
+            f"(expected {p.get('expected')!r}, got {(p['trials'][0]['output'] if p['trials'] else None)!r})"
+            for p in validation.get("prompts", [])
+        )
     suite.set("tests", str(cases))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tunespec.report.compare import problem_of
 from tunespec.report.document import losses, percent
 from tunespec.tuning_api import snake
 
@@ -127,20 +128,85 @@ def render_markdown(report: Mapping[str, Any], *, png_name: str | None = "loss.p
             ),
             "",
         ]
-        head = "| prompt | pass rate |" + (" base |" if base else "") + " output | problem |"
-        lines += [head, "|---|---:|" + ("---:|" if base else "") + "---|---|"]
+        head = "| prompt | pass rate |" + (" base | score | base score | delta |" if base else " score |")
+        align = "|---|---:|" + ("---:|" * 4 if base else "---:|") + "---|---|"
+        lines += [head + " output | problem |", align]
         base_prompts = {p["name"]: p for p in (base or {}).get("prompts", [])}
         for p in ev["prompts"]:
             trials = p["trials"]
             output = trials[0]["output"] if trials and trials[0]["output"] is not None else ""
-            problem = next((t["error"] for t in trials if t["error"]), None) or next(
-                (a["message"] for t in trials for a in t["assertions"] if not a["passed"]), ""
-            )
+            problem = problem_of(p)
             row = f"| {_cell(p['name'], 60)} | {percent(p['pass_rate'])} |"
+            score = p.get("score")
             if base:
-                row += f" {percent(base_prompts.get(p['name'], {}).get('pass_rate'))} |"
+                other = base_prompts.get(p["name"], {})
+                row += f" {percent(other.get('pass_rate'))} | {_num(score)} | {_num(other.get('score'))} |"
+                row += f" {_delta(score, other.get('score'))} |"
+            else:
+                row += f" {_num(score)} |"
             lines.append(row + f" {_cell(output, 60)} | {_cell(problem, 100)} |")
+        lines += _accuracy_lines(ev, base)
+        lines += _metric_lines(ev, base)
     return "\n".join(lines) + "\n"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _delta(tuned: float | None, base: float | None) -> str:
+    return "-" if tuned is None or base is None else f"{tuned - base:+.2f}"
+
+
+def _accuracy_lines(ev: Mapping[str, Any], base: Mapping[str, Any] | None) -> list[str]:
+    """Held-out accuracy per source of scored examples, with the base model's beside it."""
+    groups = (ev.get("validation") or {}).get("groups") or {}
+    if not groups:
+        return []
+    base_groups = ((base or {}).get("validation") or {}).get("groups") or {}
+    names = {"held_out": "held out (validation_split)", "dataset": "evaluation.dataset"}
+    lines = [
+        "",
+        "### Held-out accuracy",
+        "",
+        f"Accuracy **{percent(ev.get('accuracy'))}**"
+        + (f" (threshold {percent(ev['accuracy_threshold'])})" if ev.get("accuracy_threshold") else "")
+        + (f"; base model {percent(base.get('accuracy'))}" if base else ""),
+        "",
+        "| examples | count | tuned |" + (" base | delta |" if base else ""),
+        "|---|---:|---:|" + ("---:|---:|" if base else ""),
+    ]
+    for key, g in groups.items():
+        row = f"| {names.get(key, key)} | {g['count']} | {percent(g['accuracy'])} |"
+        if base:
+            b = base_groups.get(key)
+            other = b["accuracy"] if b else None
+            row += f" {percent(other)} | {_delta(g['accuracy'], other)} |"
+        lines.append(row)
+    return lines
+
+
+def _metric_lines(ev: Mapping[str, Any], base: Mapping[str, Any] | None) -> list[str]:
+    """Each named metric (and the weighted score), tuned vs base with the delta."""
+    metrics = dict(ev.get("metrics") or {})
+    if not metrics:
+        return []
+    theirs = (base or {}).get("metrics") or {}
+    lines = [
+        "",
+        "### Metrics",
+        "",
+        "| metric | tuned |" + (" base | delta |" if base else ""),
+        "|---|---:|" + ("---:|---:|" if base else ""),
+    ]
+    rows = [("weighted score", ev.get("score"), (base or {}).get("score"))]
+    rows += [(name, value, theirs.get(name)) for name, value in metrics.items()]
+    for name, value, other in rows:
+        lines.append(
+            f"| {_cell(name, 40)} | {_num(value)} |"
+            + (f" {_num(other)} | {_delta(value, other)} |" if base else "")
+        )
+    return lines
 
 
 def _spec_key(key: str) -> str:

@@ -81,5 +81,10 @@ def read_prompts_file(path: Path, problems: Problems) -> list[EvalPrompt]:
         if not bad:
             prompts.append(EvalPrompt(text, assertions_of(items), repeat,
                                       name if isinstance(name, str) else None, row.line, shown))
+    if not prompts and not log.has_errors():
+        what = "only a header row" if header is not None else "no rows"
+        log.add("empty", f"the prompts file has {what}: no prompt to evaluate", line=1,
+                hint="add one row per prompt, with an 'input' and at least one assertion; "
+                     "or remove evaluation.prompts_file")
     problems.items.extend(log.problems())
     return prompts
