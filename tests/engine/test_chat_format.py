@@ -194,11 +194,17 @@ def test_training_labels_cover_only_the_answer_and_the_end_of_turn(chat_base):
 
 
 def spy_on_prompts(loaded, monkeypatch) -> list[list[int]]:
-    """The prompt ids each later generation on `loaded` hands the model, in order."""
+    """The prompt ids each later generation on `loaded` hands the model (its batcher), in order."""
     seen: list[list[int]] = []
-    real = loaded.model.generate
-    monkeypatch.setattr(loaded.model, "generate", lambda **kw: seen.append(kw["input_ids"][0].tolist())
-                        or real(**kw))
+    real = generation._request
+
+    def spy(*args, **kwargs):
+        got, req = real(*args, **kwargs)
+        if got is loaded:
+            seen.append(list(req.ids))
+        return got, req
+
+    monkeypatch.setattr(generation, "_request", spy)
     return seen
 
 

@@ -26,6 +26,9 @@ _cache: OrderedDict[str, _Loaded] = OrderedDict()
 _cache_lock = threading.Lock()  # guards _cache and _loading only; a load runs under its key's lock
 _loading: dict[str, threading.Lock] = {}
 _import_lock = threading.Lock()  # held while the stack is imported (_import_stack)
+# Builds run one at a time: transformers' loading (meta-device init, tied weights) patches
+# process-wide state, and two models built at once fail with "Cannot copy out of meta tensor".
+_build_lock = threading.Lock()
 
 
 @dataclass
@@ -38,7 +41,8 @@ class _Loaded:
 
 
 def _load(model_dir: Path) -> _Loaded:
-    """The model of `model_dir`, loaded once and cached; one model's load never blocks another's."""
+    """The model of `model_dir`, loaded once and cached; a loaded model's requests never wait for
+    another's load (builds themselves run one at a time)."""
     path = Path(model_dir).expanduser().resolve()
     key = f"{path}:{_signature(path)}"  # a dir rewritten in place (an id reused) is loaded anew
     with _cache_lock:
@@ -51,7 +55,8 @@ def _load(model_dir: Path) -> _Loaded:
             if key in _cache:
                 return _cache[key]
         try:
-            loaded = _build(path)
+            with _build_lock:
+                loaded = _build(path)
         finally:
             with _cache_lock:
                 _loading.pop(key, None)
