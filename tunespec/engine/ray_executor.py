@@ -35,7 +35,7 @@ log = logging.getLogger("tunespec.engine")
 
 POLL_S = 0.2
 HEARTBEAT_S = 2.0
-REPORT_S = 0.25  # how often a task sends its steps and asks whether to stop
+REPORT_S = 0.25  # how often a task asks whether to stop between steps (each step is sent at once)
 CANCEL_GRACE_S = 2.0  # a task that ignores a stop request this long is cancelled by force
 SHUTDOWN_S = 20.0  # how long a stopping engine waits for its tasks to checkpoint
 MAX_IN_FLIGHT = 64  # jobs claimed and handed to Ray at once; the others stay queued in the store
@@ -115,7 +115,10 @@ def _train_task(job: dict[str, Any], examples: list[tuple[str, str]], storage: s
         state["sent"] = time.monotonic()
 
     def on_step(step: int, epoch: int, mean_loss: float) -> None:
+        # Sent before the next checkpoint can be written: a step the checkpoint covers must be in
+        # the store, or a resume from it would leave a gap in the snapshots.
         pending.append(("step", model_id, step, epoch, float(mean_loss), now_ns()))
+        send()
 
     def should_stop() -> bool:
         if time.monotonic() - state["sent"] >= REPORT_S:
