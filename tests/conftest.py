@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.fakeservice import FakeService
+
 # Google's model names are served by the fast built-in model in the tests, even where a pretrained
 # model package is installed (a test that wants the pretrained path says so: alias_model=...).
 os.environ["TUNESPEC_ALIAS_MODEL"] = "builtin"
@@ -21,3 +23,13 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     with start_background(tmp_path_factory.mktemp("engine")) as running:
         yield running
+
+
+@pytest.fixture
+def service() -> Iterator[FakeService]:
+    """A fake Generative Language service (tests/fakeservice.py) on a free port, its url in `.url`;
+    a test module may define its own `service` fixture instead (tests/test_client.py does)."""
+    svc = FakeService(steps_per_poll=3)
+    svc.url = svc.start()
+    yield svc
+    svc.stop()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import invoke, start_tunespec
-from tests.fakeservice import FakeService, Fault, error_body
+from tests.fakeservice import Fault, error_body
 from tunespec.identity import fingerprint, job_slug, tuned_model_id
 
 SPEC = """\
@@ -39,14 +39,6 @@ evaluation:
 @pytest.fixture(autouse=True)
 def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-def service():
-    svc = FakeService(steps_per_poll=3)
-    svc.url = svc.start()
-    yield svc
-    svc.stop()
 
 
 def write_spec(tmp_path: Path, service, name: str = "tiny", threshold: float = 0.5, **extra: str) -> Path:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from tests.cli_helpers import invoke
-from tests.fakeservice import FakeService
 
 SPEC = """\
 name: held
@@ -23,14 +20,6 @@ dataset:
     - {{text_input: "7", output: "8"}}
     - {{text_input: "9", output: "10"}}
 {evaluation}"""
-
-
-@pytest.fixture
-def service():
-    svc = FakeService(steps_per_poll=3)
-    svc.url = svc.start()
-    yield svc
-    svc.stop()
 
 
 def apply(tmp_path: Path, service, evaluation: str = ""):

@@ -224,7 +224,7 @@ class EvalResult:
 
     @property
     def errors(self) -> list[str]:
-        own = [e for p in self.prompts for e in p.errors]
+        own = [f"{p.name}: {e}" for p in self.prompts for e in p.errors]  # which prompt failed, first
         return own + (self.validation.errors if self.validation else [])
 
     def to_json(self) -> dict[str, Any]:

@@ -228,14 +228,14 @@ def test_a_tuned_chat_model_answers_its_training_pairs_and_stops_at_the_end_of_t
         assert answer == [out]
 
 
-def test_a_prompt_longer_than_the_context_keeps_the_chat_frame(chat_tuned, monkeypatch):
-    loaded = generation._load(chat_tuned)
-    seen = spy_on_prompts(loaded, monkeypatch)
-    (text,) = generation.generate(chat_tuned, "x" * 5000 + "twenty two", max_output_tokens=8, **GREEDY)
-    assert isinstance(text, str)
-    assert len(seen[0]) <= builtin.MAX_POSITIONS - 8
-    assert decode(seen[0]).endswith("xxtwenty two" + FRAME_END)
-    assert decode(seen[0]).startswith(f"<|im_start|>system\n{SYSTEM}")
+def test_a_prompt_longer_than_the_context_is_refused_counting_the_chat_frame(chat_tuned):
+    long_prompt = "x" * 5000 + "twenty two"
+    framed = generation._load(chat_tuned).fmt.frame_prompt(long_prompt, None)
+    assert decode(framed).startswith(f"<|im_start|>system\n{SYSTEM}")  # the template's turns count
+    refused = (rf"The input token count \({len(framed)}\) exceeds the maximum number of tokens allowed "
+               rf"\({builtin.MAX_POSITIONS}\)")
+    with pytest.raises(generation.PromptTooLong, match=refused):
+        generation.generate(chat_tuned, long_prompt, max_output_tokens=8, **GREEDY)
 
 
 def test_registered_chat_model_materializes_and_frames_with_its_template(chat_base, tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tunespec.engine import basemodels, modelio
-from tunespec.engine.generate import count_tokens, generate
+from tunespec.engine.generate import PromptTooLong, count_tokens, generate
 from tunespec.engine.train import (
     TrainingStopped,
     TrainRequest,
@@ -182,10 +182,14 @@ def test_candidate_count_sampling_and_seeds(memorised):
         generate(memorised, "4", seed=7, **{**sampled, "candidate_count": 9})
 
 
-def test_prompt_longer_than_the_context_is_cut_from_the_left(memorised):
+def test_prompt_longer_than_the_input_limit_is_refused_not_cut(memorised):
+    # a model tuned from the built-in keeps its inputTokenLimit (1536); bos + 5010 bytes + sep = 5012
     long_prompt = "x" * 5000 + "twenty two"
-    out = generate(memorised, long_prompt, max_output_tokens=10_000, **GREEDY)
-    assert len(out) == 1 and isinstance(out[0], str)
+    with pytest.raises(PromptTooLong, match=r"The input token count \(5012\) exceeds the maximum number "
+                                            r"of tokens allowed \(1536\)\. Shorten the prompt"):
+        generate(memorised, long_prompt, max_output_tokens=10_000, **GREEDY)
+    # within the limit, an output budget past the context is cut to the room left, not refused
+    assert len(generate(memorised, "x" * 100, max_output_tokens=10_000, **GREEDY)) == 1
 
 
 def test_lora_adapter_trains_saves_and_continues(base, tmp_path):

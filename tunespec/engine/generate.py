@@ -25,7 +25,6 @@ MAX_CANDIDATES = 8
 _cache: OrderedDict[str, _Loaded] = OrderedDict()
 _cache_lock = threading.Lock()  # guards _cache and _loading only; a load runs under its key's lock
 _loading: dict[str, threading.Lock] = {}
-_import_lock = threading.Lock()  # held while the stack is imported (_import_stack)
 # Builds run one at a time: transformers' loading (meta-device init, tied weights) patches
 # process-wide state, and two models built at once fail with "Cannot copy out of meta tensor".
 _build_lock = threading.Lock()
@@ -100,7 +99,7 @@ def warm_up() -> None:
 
 def _import_stack() -> None:
     """Import what loading a model needs, one thread at a time (Hugging Face's lazy imports race)."""
-    with _import_lock:
+    with runtime.import_lock:
         import torch  # noqa: F401
         import transformers.models.llama.modeling_llama  # noqa: F401  - the built-in and SmolLM2's
         from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast  # noqa: F401
@@ -137,6 +136,39 @@ class Result:
     completions: list[Completion]
 
 
+class PromptTooLong(ValueError):
+    """A prompt the model cannot take (over its inputTokenLimit, or no room left for the answer):
+    the service answers it 400 INVALID_ARGUMENT, as Google does."""
+
+    status = "INVALID_ARGUMENT"
+
+
+def _input_limit(model_dir: Path, positions: int | None) -> int | None:
+    """The inputTokenLimit the catalog advertises for the model of `model_dir` (basemodels): the
+    built-in model's, for it and the models tuned from it (they keep its byte tokenizer), else
+    its context length."""
+    from tunespec.engine.basemodels import BUILTIN_INPUT_LIMIT
+
+    if modelio.read_meta(Path(model_dir)).get("tokenizer") == "bytes":
+        return min(BUILTIN_INPUT_LIMIT, positions) if positions else BUILTIN_INPUT_LIMIT
+    return positions
+
+
+def _fit(tokens: int, max_new: int, input_limit: int | None, positions: int | None) -> int:
+    """The output budget of a framed prompt of `tokens`: `max_new`, cut to the room the model's
+    `positions` leave (the answer then ends MAX_TOKENS with the context full, as a model's does).
+    PromptTooLong when the prompt exceeds `input_limit` or leaves no room at all."""
+    if input_limit is not None and tokens > input_limit:
+        raise PromptTooLong(f"The input token count ({tokens}) exceeds the maximum number of tokens "
+                            f"allowed ({input_limit}). Shorten the prompt to at most {input_limit} "
+                            "tokens.")
+    if positions and tokens >= positions:
+        raise PromptTooLong(f"The input token count ({tokens}) leaves no room for an answer in the model's "
+                            f"context of {positions} tokens. Shorten the prompt to fewer than {positions} "
+                            "tokens.")
+    return min(max_new, positions - tokens) if positions else max_new
+
+
 def _request(model_dir: Path, prompt: str, *, temperature: float, top_p: float, top_k: int,
              candidate_count: int, max_output_tokens: int, stop_sequences: list[str],
              seed: int | None, messages: list[dict[str, str]] | None) -> tuple[_Loaded, batching.Request]:
@@ -149,11 +181,10 @@ def _request(model_dir: Path, prompt: str, *, temperature: float, top_p: float, 
     loaded = _load(model_dir)
     fmt, tokenizer = loaded.fmt, loaded.tokenizer
     max_new = max_output_tokens
-    limit = None
     if loaded.positions:
         max_new = max(1, min(max_new, loaded.positions - fmt.overhead - 1))
-        limit = loaded.positions - max_new
-    ids = fmt.frame_prompt(prompt, limit, messages)
+    ids = fmt.frame_prompt(prompt, None, messages)  # never cut: too long a prompt is refused
+    max_new = _fit(len(ids), max_new, _input_limit(model_dir, loaded.positions), loaded.positions)
     stops = [s for s in stop_sequences if s]
     sample = temperature > 0
     req = batching.Request(

@@ -15,6 +15,8 @@ import warnings
 ALLOW_DOWNLOAD_ENV = "TUNESPEC_ALLOW_DOWNLOAD"
 _configured = False
 _lock = threading.Lock()
+# Held while a thread imports transformers' modules: Hugging Face's lazy imports race between threads.
+import_lock = threading.Lock()
 
 
 def downloads_allowed() -> bool:

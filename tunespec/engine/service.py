@@ -8,9 +8,10 @@ Generation runs in the caller's thread, through the generate module's model cach
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -46,6 +47,18 @@ def finished(response: dict[str, Any], result: Any) -> dict[str, Any]:
         "totalTokenCount": result.prompt_tokens + out_tokens,
     }
     return response
+
+
+@contextlib.contextmanager
+def _prompt_fits() -> Iterator[None]:
+    """A prompt the model cannot take (generate.PromptTooLong) answered as Google answers it:
+    400 INVALID_ARGUMENT naming the token counts and the fix, before any output."""
+    from tunespec.engine.generate import PromptTooLong
+
+    try:
+        yield
+    except PromptTooLong as exc:
+        raise ApiException(exc.status, str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -459,7 +472,8 @@ class Engine:
         default `prompt` as one user turn)."""
         from tunespec.engine import generate
 
-        return generate.generate(model_dir, prompt, **sampling, messages=messages)  # batched, no lock
+        with _prompt_fits():
+            return generate.generate(model_dir, prompt, **sampling, messages=messages)  # batched, no lock
 
     def generate_text(self, ctx: Ctx, name: str, raw: dict[str, Any], *, kind: str) -> dict[str, Any]:
         """generateText on `kind/name` ("models" or "tunedModels")."""
@@ -488,7 +502,8 @@ class Engine:
         from tunespec.engine import generate
 
         model_dir, prompt, messages, sampling = self._content_request(ctx, name, raw, kind, "generateContent")
-        result = generate.complete(model_dir, prompt, **sampling, messages=messages)  # batched, no lock
+        with _prompt_fits():
+            result = generate.complete(model_dir, prompt, **sampling, messages=messages)  # batched, no lock
         outputs = [c.text for c in result.completions]
         return finished(render.content_response(outputs, prompt, f"{kind}/{name}"), result)
 
@@ -498,4 +513,5 @@ class Engine:
         from tunespec.engine import generate
 
         model_dir, prompt, messages, sampling = self._content_request(ctx, name, raw, kind, "generateContent")
-        return generate.stream(model_dir, prompt, **sampling, messages=messages)
+        with _prompt_fits():  # refused before the stream starts: a 400, not an error chunk
+            return generate.stream(model_dir, prompt, **sampling, messages=messages)
