@@ -6,7 +6,10 @@ Each command's work is in `tunespec.commands.<verb>.run(...)`, imported when the
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+import os
 import sys
 from importlib import import_module
 from typing import Any
@@ -256,7 +259,31 @@ def export_(model: str, out: str, adapter_only: bool, data_dir: str | None, proj
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: known failures become one line and their exit code."""
+    """Console-script entry point: known failures become one line and their exit code.
+
+    Run as the `tunespec` command (no `argv`), a process that loaded torch exits without the
+    interpreter's teardown of it (about a second): by then every file is written and closed.
+    """
+    try:
+        _main(argv)
+    except SystemExit as exc:
+        if argv is None and "torch" in sys.modules:
+            _exit_now(exc.code)
+        raise
+
+
+def _exit_now(code: object) -> None:
+    if code is not None and not isinstance(code, int):
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code or 0)
+
+
+def _main(argv: list[str] | None) -> None:
     with sigterm_as_interrupt():  # a CI timeout or `docker stop` cleans up the way Ctrl-C does
         try:
             code = cli.main(args=argv, prog_name="tunespec", standalone_mode=False)

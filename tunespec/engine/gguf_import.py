@@ -202,11 +202,15 @@ def supported_architectures() -> set[str] | None:
     from tunespec.engine import runtime
 
     runtime.configure()  # before transformers is imported: offline, quiet
-    try:
-        from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
-    except Exception:
-        return None
-    return {a for a in GGUF_SUPPORTED_ARCHITECTURES if _norm(a) not in {_norm(x) for x in NOT_CAUSAL_LM}}
+    with runtime.import_lock:
+        try:  # the mapping GGUF_SUPPORTED_ARCHITECTURES is made of, without importing torch
+            from transformers.integrations.ggml import GGUF_CONFIG_MAPPING as supported
+        except Exception:
+            try:
+                from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES as supported
+            except Exception:
+                return None
+    return {a for a in supported if a != "general" and _norm(a) not in {_norm(x) for x in NOT_CAUSAL_LM}}
 
 
 def check_architecture(info: GGUFInfo, supported: set[str] | None = None) -> None:

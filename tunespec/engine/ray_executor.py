@@ -209,9 +209,13 @@ class RayExecutor:
         self.storage.mkdir(parents=True, exist_ok=True)
         self._thread.start()
 
+    def signal_stop(self) -> None:
+        """Ask every task to checkpoint (the dispatcher does it), without waiting."""
+        self._stop.set()
+
     def stop(self, timeout: float = SHUTDOWN_S) -> None:
         """Ask every task to checkpoint, give their jobs back to the queue, leave Ray."""
-        self._stop.set()
+        self.signal_stop()
         if self._thread.is_alive():
             self._thread.join(timeout + 5)
         if self._started_ray and self._ray is not None:

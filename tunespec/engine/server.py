@@ -141,6 +141,8 @@ class RunningEngine:
     def stop(self) -> None:
         if not self.owned:
             return
+        if self._supervisor is not None:
+            self._supervisor.signal_stop()  # the workers checkpoint while the server shuts down
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None and self._thread.is_alive():

@@ -155,7 +155,11 @@ class Worker:
         """Train one claimed job to its end (or until stopped/cancelled)."""
         model_id = job["id"]
         work_dir = self.data_dir / "jobs" / model_id
-        self._warmed.wait(timeout=600)
+        deadline = time.monotonic() + 600
+        while not self._warmed.wait(0.05) and time.monotonic() < deadline:
+            if self._stop.is_set():  # stopped while importing: the job goes back to the queue untouched
+                self.store.release(model_id, self.owner)
+                return
         log.info("training tunedModels/%s (%d steps)", model_id, job["total_steps"])
         from tunespec.engine.gguf_import import ModelError
 
@@ -354,11 +358,16 @@ class WorkerSupervisor:
         for model_id in store.reap(now_ns()):
             supervisor_log.error("ended orphaned job tunedModels/%s", model_id)
 
-    def stop(self, timeout: float = 15) -> None:
+    def signal_stop(self) -> None:
+        """Ask the workers to stop (they checkpoint their jobs) without waiting for them."""
         self._stop.set()
         for proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()
+
+    def stop(self, timeout: float = 15) -> None:
+        """signal_stop(), then wait for the workers (killing one that takes over `timeout` s)."""
+        self.signal_stop()
         for proc in self.procs:
             try:
                 proc.wait(timeout)
@@ -389,6 +398,10 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     worker.run()
+    # Everything is committed: skip the interpreter's teardown of torch (about a second), which the
+    # engine stopping would wait for.
+    logging.shutdown()
+    os._exit(0)
 
 
 if __name__ == "__main__":
