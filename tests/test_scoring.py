@@ -172,3 +172,29 @@ def test_score_and_accuracy_thresholds_fail_the_suite_and_say_which():
     assert result.accuracy == 0.0 and not result.passed
     assert "held-out accuracy 0% is below the accuracy_threshold 50%" in result.shortfall()
     assert EvalResult("m", [], 0.0, validation=EvalResult("m", [held], 0.0)).passed  # reported only
+
+
+@pytest.mark.parametrize(("concurrency", "expected"), [(None, 4), (2, 2), (16, 16)])
+def test_prompts_are_sent_with_the_concurrency_asked_for(concurrency, expected):
+    import threading
+    import time
+
+    from tunespec.evaluate import evaluate
+    from tunespec.spec import Assertion, EvalPrompt, Evaluation
+
+    lock, flying, most = threading.Lock(), [0], [0]
+
+    class Slow:
+        def generate(self, model: str, prompt: str, **options) -> list[str]:
+            with lock:
+                flying[0] += 1
+                most[0] = max(most[0], flying[0])
+            time.sleep(0.05)
+            with lock:
+                flying[0] -= 1
+            return [prompt]
+
+    prompts = tuple(EvalPrompt(str(i), (Assertion("equals", str(i)),)) for i in range(24))
+    result = evaluate(Slow(), "models/m", Evaluation(prompts, concurrency=concurrency))
+    assert result.pass_rate == 1.0 and [p.prompt.input for p in result.prompts] == [str(i) for i in range(24)]
+    assert most[0] == expected  # None: the remote default; the runner asks 16 of the local engine

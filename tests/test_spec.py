@@ -372,7 +372,7 @@ evaluation:
 """
     spec = load_spec(write(workdir, text), env={})
     ev = spec.evaluation
-    assert ev.threshold == 0.5 and ev.candidate_count == 2 and ev.compare_base and ev.concurrency == 4
+    assert ev.threshold == 0.5 and ev.candidate_count == 2 and ev.compare_base and ev.concurrency is None
     (prompt,) = ev.prompts
     assert prompt.name == "greeting" and prompt.repeat == 3 and prompt.line == 9
     assert prompt.assertions == (Assertion("icontains", "HELLO"), Assertion("one_of", ("bye", "ciao"), True))

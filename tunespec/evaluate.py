@@ -26,6 +26,9 @@ from tunespec.scoring import Context, Score
 from tunespec.spec import Assertion, EvalPrompt, Evaluation
 from tunespec.spec.model import SCORED_KINDS
 
+REMOTE_CONCURRENCY = 4  # prompts in flight per model on Google's services (their quotas)
+LOCAL_CONCURRENCY = 16  # on the local engine, which decodes them together
+
 
 @dataclass
 class AssertionResult:
@@ -404,7 +407,7 @@ def evaluate(
                 trials = [Trial("", [AssertionResult("output", None, False, "the model returned no output")])]
         return result, trials, time.monotonic() - t0
 
-    workers = max(1, min(evaluation.concurrency, len(calls) or 1))
+    workers = max(1, min(evaluation.concurrency or REMOTE_CONCURRENCY, len(calls) or 1))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tunespec-eval") as pool:
         for result, trials, seconds in pool.map(run, calls):
             result.trials.extend(trials)

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tunespec import job_errors, sharing
 from tunespec.errors import (
@@ -24,6 +24,7 @@ from tunespec.errors import (
     TunespecError,
 )
 from tunespec.eval_progress import Counted, Tally, planned_calls
+from tunespec.evaluate import LOCAL_CONCURRENCY
 from tunespec.github import in_actions, prompt_annotations
 from tunespec.heldout import evaluate_job, has_work
 from tunespec.identity import base_model_of
@@ -221,6 +222,8 @@ class Runner:
         held_out = job.held_out
         if ev is None or not has_work(ev, held_out):
             return
+        if ev.concurrency is None and job.target == "local":  # the engine batches what arrives together
+            ev = replace(ev, concurrency=LOCAL_CONCURRENCY)
         t0 = time.monotonic()
         base = None
         if ev.compare_base:

@@ -50,7 +50,7 @@ def build_spec(doc: LocatedDoc, spec_path: Path, problems: Problems, extends: tu
         evaluation = Evaluation(tuple(prompts), float(ev.get("threshold", 1.0)),
                                 _int(ev.get("candidate_count", 1)), ev.get("temperature"),
                                 _int(ev.get("max_output_tokens")), ev.get("compare_base", False),
-                                _int(ev.get("concurrency", 4)),
+                                _int(ev.get("concurrency")),
                                 examples=eval_dataset_prompts(doc, dataset, score_with, problems),
                                 score_with=score_with,
                                 accuracy_threshold=_float(ev.get("accuracy_threshold")),

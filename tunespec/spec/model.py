@@ -101,7 +101,7 @@ class Evaluation:
     temperature: float | None = None  # None: the model's default
     max_output_tokens: int | None = None
     compare_base: bool = False
-    concurrency: int = 4
+    concurrency: int | None = None  # prompts in flight; None: 16 on the local engine, else 4
     examples: tuple[EvalPrompt, ...] = ()  # `evaluation.dataset` rows, scored with `score_with`
     score_with: Assertion = field(default_factory=lambda: Assertion("equals", ""))  # value: the expected
     accuracy_threshold: float | None = None  # minimum accuracy on held-out and dataset examples
