@@ -69,3 +69,19 @@ def test_delete_while_training_and_tune_a_tuned_model(engine) -> None:
         "baseModel": "models/text-bison-001",
     }
     assert "baseModel" not in second
+
+
+def test_a_finished_model_is_loaded_by_the_engine_before_anyone_asks(engine) -> None:
+    from tunespec.engine import generate
+
+    op = requests.post(f"{engine.url}/v1beta3/tunedModels?tunedModelId=warm-served",
+                       json=create_body(epochs=2, batch=2)).json()
+    assert wait_done(engine.url, op["name"])["response"]["state"] == "ACTIVE"
+    weights = str((engine.data_dir / "jobs" / "warm-served").resolve())
+    deadline = time.monotonic() + 30
+    while not any(key.startswith(weights) for key in list(generate._cache)):
+        assert time.monotonic() < deadline, "the engine did not load the finished model"
+        time.sleep(0.1)
+    answer = requests.post(f"{engine.url}/v1beta3/tunedModels/warm-served:generateText",
+                           json={"prompt": {"text": "1"}, "temperature": 0}, timeout=60)
+    assert answer.status_code == 200, answer.text

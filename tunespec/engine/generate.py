@@ -110,6 +110,12 @@ def preload(model_dir: Path) -> None:
     _load(model_dir)
 
 
+def preload_quietly(model_dir: Path) -> None:
+    """preload(), for a head start only: a failure shows when the model is asked for."""
+    with contextlib.suppress(Exception):
+        _load(model_dir)
+
+
 def _signature(path: Path) -> str:
     """Identity of the files in a model dir: the newest mtime and inode of its top-level files."""
     try:

@@ -193,6 +193,13 @@ class Store:
         except sqlite3.IntegrityError as exc:
             raise AlreadyExists(row["id"]) from exc
 
+    def finished_since(self, since_ns: int) -> list[tuple[int, str]]:
+        """(complete_ns, weights_dir) of the jobs that turned ACTIVE after `since_ns`, oldest first."""
+        cur = self._conn().execute(
+            "SELECT complete_ns, weights_dir FROM tuned_models WHERE state = 'ACTIVE' AND complete_ns > ? "
+            "AND weights_dir IS NOT NULL ORDER BY complete_ns", (since_ns,))
+        return [(int(ns), str(weights)) for ns, weights in cur.fetchall()]
+
     def get_model(self, model_id: str) -> dict[str, Any] | None:
         cur = self._conn().execute(f"SELECT {self._row_columns} FROM tuned_models WHERE id = ?", (model_id,))
         r = cur.fetchone()

@@ -240,6 +240,19 @@ class Worker:
         )
 
 
+def preload_finished(store: Store, data_dir: Path, since_ns: int) -> int:
+    """Start loading, in this (the engine's) process, each model that turned ACTIVE after `since_ns`:
+    the worker that trained it is another process, so its first generate call would wait for the
+    load. Returns the newest completion seen."""
+    from tunespec.engine import generate
+
+    for complete_ns, weights in store.finished_since(since_ns):
+        threading.Thread(target=generate.preload_quietly, args=(data_dir / weights,), daemon=True,
+                         name="tunespec-preload").start()
+        since_ns = max(since_ns, complete_ns)
+    return since_ns
+
+
 _OOM_COUNTERS = (Path("/proc/vmstat"), Path("/sys/fs/cgroup/memory.events"))
 
 
@@ -323,7 +336,13 @@ class WorkerSupervisor:
         delay = 0.5
         store: Store | None = None
         seen_alive = [oom_kills()] * len(self.procs)  # the OOM count when each worker was last alive
+        finished = now_ns()
         while not self._stop.wait(0.5):
+            try:
+                store = store or Store(self.data_dir)
+                finished = preload_finished(store, self.data_dir, finished)
+            except Exception:  # a busy database must not stop the supervisor
+                supervisor_log.exception("looking for finished jobs failed")
             for i, proc in enumerate(self.procs):
                 oom_now = oom_kills()  # read before poll: an OOM kill after it shows as a rise
                 if proc.poll() is None:
