@@ -30,6 +30,7 @@ from typing import Any
 
 from tunespec.engine.store import CANCEL_MESSAGE, LEASE_S, MAX_ATTEMPTS, Store, owner_token
 from tunespec.engine.wire import now_ns
+from tunespec.engine.worker import preload_finished
 
 log = logging.getLogger("tunespec.engine")
 
@@ -232,8 +233,10 @@ class RayExecutor:
         store = Store(self.data_dir)
         next_beat = 0.0
         shutdown_at: float | None = None
+        finished = now_ns()
         while True:
             try:
+                finished = preload_finished(store, self.data_dir, finished)  # before the first call asks
                 if self._stop.is_set() and shutdown_at is None:
                     shutdown_at = time.monotonic()
                     for job in self._running.values():
