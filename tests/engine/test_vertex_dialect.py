@@ -3,6 +3,7 @@ plain REST: tuning jobs from gs:// datasets in a real Cloud Storage emulator, re
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import requests
 
 from tests.vertex_fixtures import BUCKET, Emulator, storage_emulator
 from tunespec.datasets import Example
+from tunespec.engine.store import Store
 from tunespec.request_vertex import contents_jsonl, staged_uri
 from tunespec.staging import CloudStorage
 
@@ -91,6 +93,9 @@ def test_google_genai_tunes_lists_and_generates(engine: Any, emulator: Emulator)
     stats = done.tuning_data_stats.supervised_tuning_data_stats
     assert stats.tuning_dataset_example_count == 4 and stats.tuning_step_count == 2
     assert done.supervised_tuning_spec.hyper_parameters.adapter_size == types.AdapterSize.ADAPTER_SIZE_FOUR
+    row = Store(engine.data_dir).get_model(f"vertex-{job.name.rsplit('/', 1)[1]}")
+    adapter = json.loads((engine.data_dir / row["weights_dir"] / "adapter_config.json").read_text())
+    assert adapter["r"] == 4  # adapter_size is the LoRA adapter's rank
     assert done.supervised_tuning_spec.training_dataset_uri == uri
     assert done.labels == {"team": "ci"}
     assert done.start_time and done.end_time and done.create_time

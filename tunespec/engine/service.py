@@ -178,7 +178,10 @@ class Engine:
     def _operation(self, row: dict[str, Any], version: str) -> dict[str, Any]:
         return self._render(render.operation, [row], version)[0]
 
-    def create_tuned_model(self, ctx: Ctx, raw: dict[str, Any]) -> dict[str, Any]:
+    def create_tuned_model(self, ctx: Ctx, raw: dict[str, Any], *,
+                           lora_rank: int | None = None) -> dict[str, Any]:
+        """CreateTunedModel; `lora_rank` (the Vertex dialect's adapter_size) tunes a LoRA adapter of
+        that rank."""
         v = catalog_version(ctx.version)
         req = validation.tuning_request(raw, v, ctx.query.get("tuned_model_id"))
         base_name, source_name, init_dir = req.base_model, req.source_model, None
@@ -231,7 +234,8 @@ class Engine:
             "learning_rate_multiplier": mult,
             "effective_learning_rate": effective,
             # "auto": the trainer tunes LoRA for a pretrained base, full for the built-in model
-            "tuning_method": req.tuning_method or "auto",
+            "tuning_method": "lora" if lora_rank else req.tuning_method or "auto",
+            "lora_rank": lora_rank,
             "example_count": n,
             "total_steps": total_steps(n, epochs, batch),
             "examples": req.examples,

@@ -84,8 +84,10 @@ CREATE TABLE IF NOT EXISTS permissions (
 # Columns added after the first release: (name, declaration), added to older databases on open.
 # resume_step: the checkpoint step the job's current attempt started from; crash_step: the step at
 # which a worker holding the job was last SIGKILLed while training (see charge_crash); waiting_for:
-# what a claimed job waits for before it can start (the Ray executor: "1 GPU in the Ray cluster").
-_ADDED_COLUMNS = {"resume_step": "INTEGER", "crash_step": "INTEGER", "waiting_for": "TEXT"}
+# what a claimed job waits for before it can start (the Ray executor: "1 GPU in the Ray cluster");
+# lora_rank: the adapter's rank a Vertex job's adapter_size asks for (NULL: the trainer's default).
+_ADDED_COLUMNS = {"resume_step": "INTEGER", "crash_step": "INTEGER", "waiting_for": "TEXT",
+                  "lora_rank": "INTEGER"}
 
 
 class AlreadyExists(Exception):

@@ -50,6 +50,7 @@ class TrainRequest:
     seed: int = 0
     init_dir: Path | None = None  # a tuned model to continue from
     data_dir: Path | None = None  # the engine's data dir: a LoRA base inside it is recorded relative
+    lora_rank: int = LORA_RANK  # a new adapter's rank (alpha is twice it); a continued one keeps its own
 
 
 def epoch_of(step: int, batch: int, n: int) -> int:
@@ -249,7 +250,8 @@ def _prepare_model(req: TrainRequest, device):
         if adapter is not None:
             model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
         else:
-            config = LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
+            config = LoraConfig(r=req.lora_rank, lora_alpha=LORA_ALPHA * req.lora_rank // LORA_RANK,
+                                lora_dropout=0.0,
                                 target_modules="all-linear", task_type="CAUSAL_LM")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # peft vs transformers 5 deprecation

@@ -36,6 +36,7 @@ ADAPTER_SIZES = (
     "ADAPTER_SIZE_SIXTEEN",
     "ADAPTER_SIZE_THIRTY_TWO",
 )
+LORA_RANKS = dict(zip(ADAPTER_SIZES, (1, 2, 4, 8, 16, 32), strict=True))  # adapter_size: the adapter's rank
 FILTER_TERM = re.compile(
     r'\s*(labels\.([a-z][a-z0-9_-]*)\s*(=|:)\s*("([^"]*)"|\*|[a-z0-9_-]+)|state\s*=\s*"?([A-Z_]+)"?)\s*'
 )
@@ -327,7 +328,8 @@ class VertexJobs:
         body = {"baseModel": engine_base, "displayName": display[:40], "tuningTask": task}
         if description:
             body["description"] = str(description)
-        self.engine.create_tuned_model(self._ctx(project, {"tuned_model_id": model_id}), body)
+        self.engine.create_tuned_model(self._ctx(project, {"tuned_model_id": model_id}), body,
+                                       lora_rank=LORA_RANKS.get(hyper.get("adapterSize", "")))
         with self._conn() as db:
             db.execute(
                 "INSERT INTO vertex_jobs (job_id, project, location, model_id, base_model, display_name, "

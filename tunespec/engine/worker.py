@@ -66,6 +66,7 @@ def train_request(job: Mapping[str, Any], examples: list[tuple[str, str]], data_
         seed=0,
         init_dir=init_dir,
         data_dir=data_dir,
+        lora_rank=job.get("lora_rank") or train.LORA_RANK,
     )
 
 
