@@ -239,3 +239,13 @@ def test_cancel_of_a_queued_job_ends_it_at_once(tmp_path: Path) -> None:
     row = store.get_model("waiting")
     assert (row["state"], row["error_code"]) == ("FAILED", 1)
     assert store.request_cancel("waiting", 8, "again") == "done"
+
+
+def test_a_checkpoints_history_fills_missing_snapshots_and_keeps_recorded_ones(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.insert_model(_row("gappy"))
+    for step in (1, 2, 5):  # 3 and 4 were trained, checkpointed and never reported
+        store.add_snapshot("gappy", step, 0, 1.0 / step, step * 100)
+    store.add_missing_snapshots("gappy", [(s, 0, 9.0, 7) for s in range(1, 6)])
+    got = [(s["step"], s["mean_loss"]) for s in store.snapshots(["gappy"])["gappy"]]
+    assert got == [(1, 1.0), (2, 0.5), (3, 9.0), (4, 9.0), (5, 0.2)]

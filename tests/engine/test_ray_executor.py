@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import ipaddress
 import os
@@ -49,6 +48,13 @@ def _ray_processes(serve: ServeProcess) -> list[psutil.Process]:
     return psutil.Process(serve.proc.pid).children(recursive=True)
 
 
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _training_tasks(serve: ServeProcess) -> list[psutil.Process]:
     found = []
     for proc in _ray_processes(serve):
@@ -89,14 +95,14 @@ def test_jobs_train_in_ray_workers_survive_a_lost_worker_and_an_engine_restart(t
         victim[0].send_signal(signal.SIGKILL)  # a Ray worker dies mid-training
         _wait(lambda: sum(_attempts(data).values()) == 1, timeout=60)
         _wait(lambda: _op(serve.url, ops["ray-2"])["metadata"].get("completedSteps", 0) >= 3)
+        time.sleep(2.5)  # a heartbeat: the engine records its local Ray's processes
         ray_procs = _ray_processes(serve)
         serve.proc.send_signal(signal.SIGKILL)  # the engine dies while Ray runs its jobs
         serve.proc.wait()
-        for proc in ray_procs:  # what its local Ray leaves behind
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
         serve.log.close()
         serve = ServeProcess(data, "--executor", "ray")
+        # the new engine stopped what the dead one's local Ray left behind before starting its own
+        assert [p.pid for p in ray_procs if _alive(p)] == []
         done = {model_id: wait_done(serve.url, op, timeout=300) for model_id, op in ops.items()}
         for i, (model_id, op) in enumerate(done.items()):
             assert "error" not in op, (model_id, op["error"])

@@ -107,9 +107,12 @@ def test_stop_checkpoints_and_resume_matches_an_uninterrupted_run(base, tmp_path
     assert checkpoint_step(work) == 10
     assert {p.name for p in (work / "checkpoint").iterdir()} == {"weights.safetensors", "optimizer.pt",
                                                                    "state.json"}
-    resumed, rest = run(quick(base), work)
+    told: list[list] = []
+    resumed, rest = run(quick(base), work, on_resume=told.append)
     assert rest == uninterrupted[10:]
     assert same_weights(weights(full), weights(resumed))
+    # the checkpoint tells the steps it covers, for a resume to fill reports that died with a process
+    assert len(told) == 1 and [t[:3] for t in told[0]] == uninterrupted[:10]
 
 
 def test_periodic_checkpoints_while_training(base, tmp_path):

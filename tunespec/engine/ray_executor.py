@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunespec.engine import ray_local
 from tunespec.engine.store import CANCEL_MESSAGE, LEASE_S, MAX_ATTEMPTS, Store, owner_token
 from tunespec.engine.wire import now_ns
 from tunespec.engine.worker import preload_finished
@@ -121,6 +122,11 @@ def _train_task(job: dict[str, Any], examples: list[tuple[str, str]], storage: s
         pending.append(("step", model_id, step, epoch, float(mean_loss), now_ns()))
         send()
 
+    def on_resume(steps: list[tuple[int, int, float, int]]) -> None:
+        # steps the checkpoint covers whose reports may have died with an earlier engine
+        pending.append(("history", model_id, [list(s) for s in steps]))
+        send()
+
     def should_stop() -> bool:
         if time.monotonic() - state["sent"] >= REPORT_S:
             send()
@@ -136,7 +142,7 @@ def _train_task(job: dict[str, Any], examples: list[tuple[str, str]], storage: s
     except Exception as exc:
         return {"outcome": "failed", "code": 13, "message": f"Tuning failed while preparing the job: {exc}"}
     try:
-        out_dir = train.train(req, work_dir, on_step, should_stop)
+        out_dir = train.train(req, work_dir, on_step, should_stop, on_resume=on_resume)
     except train.TrainingStopped:
         send()
         return {"outcome": "stopped", "why": state["why"] or "shutdown"}
@@ -191,6 +197,8 @@ class RayExecutor:
                                       runtime_env={"env_vars": env})
         if self.settings.address is None:
             kwargs.update(_node_ip_address="127.0.0.1", include_dashboard=False)
+            for pid in ray_local.reap(self.data_dir):
+                log.warning("stopped process %s of the local Ray a killed engine left behind", pid)
         else:
             kwargs["address"] = self.settings.address
         if not ray.is_initialized():
@@ -201,6 +209,8 @@ class RayExecutor:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise RayUnavailable(f"cannot start or join {where}: {first}") from None
             self._started_ray = True
+            if self.settings.address is None:
+                ray_local.record(self.data_dir)
         gpus = ray.cluster_resources().get("GPU", 0.0)
         self._gpus = self.settings.gpus_per_job if self.settings.gpus_per_job is not None else (
             1.0 if gpus else 0.0)
@@ -222,6 +232,7 @@ class RayExecutor:
         if self._started_ray and self._ray is not None:
             self._ray.shutdown()
             self._started_ray = False
+            ray_local.forget(self.data_dir)
 
     # ---- the dispatcher ------------------------------------------------------------------------
     def _needs(self) -> str:
@@ -246,6 +257,8 @@ class RayExecutor:
                     for model_id in store.reap(now_ns()):
                         log.error("ended orphaned job tunedModels/%s", model_id)
                     next_beat = time.monotonic() + HEARTBEAT_S
+                    if self._started_ray and self.settings.address is None:
+                        ray_local.record(self.data_dir)  # Ray starts some of its processes late
                 if shutdown_at is None:
                     self._submit_queued(store)
                     self._watch_cancels(store)
@@ -307,6 +320,8 @@ class RayExecutor:
                     store.update_model(model_id, start_ns=event[3])
             elif kind == "step":
                 store.add_snapshot(model_id, event[2], event[3], event[4], event[5])
+            elif kind == "history":
+                store.add_missing_snapshots(model_id, [tuple(s) for s in event[2]])
 
     def _collect(self, store: Store) -> None:
         refs = [job.ref for job in self._running.values()]

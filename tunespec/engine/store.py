@@ -313,6 +313,14 @@ class Store:
             (model_id, step, epoch, float(mean_loss), compute_ns),
         )
 
+    def add_missing_snapshots(self, model_id: str, steps: list[tuple[int, int, float, int]]) -> None:
+        """Record the (step, epoch, mean_loss, compute_ns) of `steps` the store lacks: a checkpoint's
+        history, told on resuming, fills the steps whose reports died with the process (or the
+        engine) that trained them."""
+        with self._tx() as db:
+            db.executemany("INSERT OR IGNORE INTO snapshots VALUES (?, ?, ?, ?, ?)",
+                           [(model_id, s, e, float(loss), ns) for s, e, loss, ns in steps])
+
     def start_attempt(self, model_id: str, step: int) -> None:
         """A claimed job resumes from its checkpoint at `step`: drop the snapshots after it and note
         where this attempt starts (charge_crash tells a death mid-training from one before it)."""

@@ -16,7 +16,8 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ SUBSET_VOCAB_RATIO = 16  # vocab >= 16 x hidden: the loss skips the output layer
 MAX_TRAIN_TOKENS = 4096  # per example, even for models with longer contexts
 CHECKPOINT = "checkpoint"
 CHECKPOINT_SHARE = 20  # wait at least 20x as long as the last checkpoint took to write
+HISTORY = 2048  # the last steps' (step, epoch, loss, time) a checkpoint keeps, for on_resume
 MODEL = "model"
 
 
@@ -78,13 +80,16 @@ def checkpoint_step(work_dir: Path) -> int:
 
 def train(req: TrainRequest, work_dir: Path, on_step: Callable[[int, int, float], None],
           should_stop: Callable[[], bool], *, checkpoint_every_s: float = 2.0,
-          checkpoint_every_steps: int | None = None) -> Path:
+          checkpoint_every_steps: int | None = None,
+          on_resume: Callable[[list[tuple[int, int, float, int]]], None] | None = None) -> Path:
     """Tune `req` in `work_dir`, resuming from its checkpoint; return the final model dir.
 
     Calls on_step(step, epoch, mean_loss) after every step. Checkpoints every `checkpoint_every_s`
     seconds of training (but never spending more than 1/CHECKPOINT_SHARE of the time on writing
     them) and, if given, every `checkpoint_every_steps` steps. Raises TrainingStopped (after writing
     a checkpoint) when should_stop() returns true, ValueError for an invalid request.
+    on_resume(steps) is told, on resuming, the last HISTORY steps the checkpoint covers as (step,
+    epoch, mean_loss, time_ns): a process that trained them may have died before reporting them.
     """
     import torch
 
@@ -110,7 +115,10 @@ def train(req: TrainRequest, work_dir: Path, on_step: Callable[[int, int, float]
     params = [p for _, p in named]
     optimizer = make_optimizer(params, req.learning_rate)
     fingerprint = _fingerprint(req, method, base_dir)
-    step = _load_checkpoint(work_dir, model, optimizer, fingerprint)
+    step, done = _load_checkpoint(work_dir, model, optimizer, fingerprint)
+    history = deque(done, maxlen=HISTORY)
+    if done and on_resume is not None:
+        on_resume(list(done))
 
     model.train()
     precision = modelio.autocast(device)  # bf16 autocast on CUDA where supported; fp32 on CPU
@@ -118,7 +126,7 @@ def train(req: TrainRequest, work_dir: Path, on_step: Callable[[int, int, float]
     saved_step, saved_at, interval = step, time.monotonic(), checkpoint_every_s
     while step < total:
         if should_stop():
-            _save_checkpoint(work_dir, named, optimizer, step, total, fingerprint)
+            _save_checkpoint(work_dir, named, optimizer, step, total, fingerprint, history)
             raise TrainingStopped(f"stopped after step {step} of {total}")
         rows = order_t[step * batch:(step + 1) * batch]
         width = widths[step]
@@ -137,10 +145,11 @@ def train(req: TrainRequest, work_dir: Path, on_step: Callable[[int, int, float]
             raise RuntimeError(f"training diverged at step {step}: the loss is {mean_loss}; "
                                "lower the learning rate")
         on_step(step, epoch_of(step, batch, n), mean_loss)
+        history.append((step, epoch_of(step, batch, n), mean_loss, time.time_ns()))
         if step < total and (time.monotonic() - saved_at >= interval or (
                 checkpoint_every_steps and step - saved_step >= checkpoint_every_steps)):
             began = time.monotonic()
-            _save_checkpoint(work_dir, named, optimizer, step, total, fingerprint)
+            _save_checkpoint(work_dir, named, optimizer, step, total, fingerprint, history)
             saved_step, saved_at = step, time.monotonic()
             interval = max(checkpoint_every_s, CHECKPOINT_SHARE * (saved_at - began))
 
@@ -308,8 +317,10 @@ def _checkpoint_dir(work_dir: Path) -> Path | None:
     return None
 
 
-def _save_checkpoint(work_dir: Path, named, optimizer, step: int, total: int, fingerprint: str) -> None:
-    """Trainable weights (safetensors), optimizer + RNG state, step: written aside, then renamed."""
+def _save_checkpoint(work_dir: Path, named, optimizer, step: int, total: int, fingerprint: str,
+                     history: Iterable[tuple[int, int, float, int]] = ()) -> None:
+    """Trainable weights (safetensors), optimizer + RNG state, step and the last steps' losses:
+    written aside, then renamed."""
     import torch
     from safetensors.torch import save_file
 
@@ -321,18 +332,21 @@ def _save_checkpoint(work_dir: Path, named, optimizer, step: int, total: int, fi
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     torch.save(state, tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "total": total, "fingerprint": fingerprint}))
+    (tmp / "state.json").write_text(json.dumps({"step": step, "total": total, "fingerprint": fingerprint,
+                                                "history": [list(h) for h in history]}))
     modelio.atomic_dir_swap(tmp, work_dir / CHECKPOINT)
 
 
-def _load_checkpoint(work_dir: Path, model, optimizer, fingerprint: str) -> int:
-    """Restore weights, optimizer and RNG from the checkpoint; the step to continue after (0: none)."""
+def _load_checkpoint(work_dir: Path, model, optimizer,
+                     fingerprint: str) -> tuple[int, list[tuple[int, int, float, int]]]:
+    """Restore weights, optimizer and RNG from the checkpoint; the step to continue after (0: none)
+    and the steps' history it keeps."""
     import torch
     from safetensors.torch import load_file
 
     ckpt = _checkpoint_dir(work_dir)
     if ckpt is None:
-        return 0
+        return 0, []
     meta = json.loads((ckpt / "state.json").read_text())
     if meta.get("fingerprint") != fingerprint:
         raise ValueError(f"{ckpt} belongs to a different tuning job (other data, hyperparameters or "
@@ -346,7 +360,8 @@ def _load_checkpoint(work_dir: Path, model, optimizer, fingerprint: str) -> int:
     torch.set_rng_state(state["rng"])
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return int(meta["step"])
+    history = [(int(s), int(e), float(loss), int(ns)) for s, e, loss, ns in meta.get("history", [])]
+    return int(meta["step"]), history
 
 
 def _save_model(final: Path, model, tokenizer, method: str, base_dir: Path, total: int,

@@ -204,7 +204,8 @@ class Worker:
             return "why" in reason
 
         try:
-            out_dir = train.train(req, work_dir, on_step, should_stop)
+            out_dir = train.train(req, work_dir, on_step, should_stop,
+                                  on_resume=lambda steps: self.store.add_missing_snapshots(model_id, steps))
         except train.TrainingStopped:
             why = reason.get("why", "shutdown")
             if why == "cancelled":
