@@ -249,3 +249,24 @@ def test_a_checkpoints_history_fills_missing_snapshots_and_keeps_recorded_ones(t
     store.add_missing_snapshots("gappy", [(s, 0, 9.0, 7) for s in range(1, 6)])
     got = [(s["step"], s["mean_loss"]) for s in store.snapshots(["gappy"])["gappy"]]
     assert got == [(1, 1.0), (2, 0.5), (3, 9.0), (4, 9.0), (5, 0.2)]
+
+
+def test_a_job_killing_its_worker_right_after_each_resume_is_charged(tmp_path: Path) -> None:
+    import socket
+
+    store = Store(tmp_path)
+    store.insert_model(_row("resumer"))
+    for step in (1, 2):
+        store.add_snapshot("resumer", step, 0, 1.0, step)
+    owner = f"{socket.gethostname()}:4242:0"
+    charged = []
+    for _ in range(2):  # resumes from its checkpoint at step 2, dies in step 3, before reporting it
+        assert store.claim_next(owner, is_dead=lambda _: False)["id"] == "resumer"
+        store.start_attempt("resumer", 2)
+        store.training_began("resumer")
+        charged.append(store.charge_crash(4242, cause="killed"))
+    assert charged == [[], ["resumer"]]  # the second death at one step charges both
+    assert store.get_model("resumer")["attempts"] == 2
+    assert store.claim_next(owner, is_dead=lambda _: False)["id"] == "resumer"
+    store.start_attempt("resumer", 2)  # killed while loading (training not begun): charges nothing
+    assert store.charge_crash(4242, cause="killed") == []

@@ -127,7 +127,11 @@ def _train_task(job: dict[str, Any], examples: list[tuple[str, str]], storage: s
         pending.append(("history", model_id, [list(s) for s in steps]))
         send()
 
-    def should_stop() -> bool:
+    def should_stop() -> bool:  # called before every step
+        if not state.get("training"):
+            state["training"] = True
+            pending.append(("training", model_id))
+            send()
         if time.monotonic() - state["sent"] >= REPORT_S:
             send()
         return state["why"] is not None
@@ -320,6 +324,8 @@ class RayExecutor:
                     store.update_model(model_id, start_ns=event[3])
             elif kind == "step":
                 store.add_snapshot(model_id, event[2], event[3], event[4], event[5])
+            elif kind == "training":
+                store.training_began(model_id)
             elif kind == "history":
                 store.add_missing_snapshots(model_id, [tuple(s) for s in event[2]])
 

@@ -86,8 +86,9 @@ CREATE TABLE IF NOT EXISTS permissions (
 # which a worker holding the job was last SIGKILLed while training (see charge_crash); waiting_for:
 # what a claimed job waits for before it can start (the Ray executor: "1 GPU in the Ray cluster");
 # lora_rank: the adapter's rank a Vertex job's adapter_size asks for (NULL: the trainer's default).
+# training: 1 once the current attempt's training loop runs (its model loaded), 0 before.
 _ADDED_COLUMNS = {"resume_step": "INTEGER", "crash_step": "INTEGER", "waiting_for": "TEXT",
-                  "lora_rank": "INTEGER"}
+                  "lora_rank": "INTEGER", "training": "INTEGER"}
 
 
 class AlreadyExists(Exception):
@@ -326,7 +327,12 @@ class Store:
         where this attempt starts (charge_crash tells a death mid-training from one before it)."""
         with self._tx() as db:
             db.execute("DELETE FROM snapshots WHERE model_id = ? AND step > ?", (model_id, step))
-            db.execute("UPDATE tuned_models SET resume_step = ? WHERE id = ?", (step, model_id))
+            db.execute("UPDATE tuned_models SET resume_step = ?, training = 0 WHERE id = ?", (step, model_id))
+
+    def training_began(self, model_id: str) -> None:
+        """The current attempt's model is loaded and its training loop runs: a death from now on is
+        a death mid-training (charge_crash), even before its first step ends."""
+        self._conn().execute("UPDATE tuned_models SET training = 1 WHERE id = ?", (model_id,))
 
     # ---- the job queue -----------------------------------------------------------------------
     def claim_next(
@@ -388,7 +394,7 @@ class Store:
         charged = []
         with self._tx() as db:
             rows = db.execute(
-                "SELECT id, claimed_by, attempts, resume_step, crash_step FROM tuned_models "
+                "SELECT id, claimed_by, attempts, resume_step, crash_step, training FROM tuned_models "
                 "WHERE state = 'CREATING' AND claimed_by IS NOT NULL"
             ).fetchall()
             for r in rows:
@@ -400,7 +406,7 @@ class Store:
                 charge, crash_step = 0, r["crash_step"]
                 if cause != "killed":
                     charge = 1
-                elif r["resume_step"] is not None and last > r["resume_step"]:  # died training
+                elif r["resume_step"] is not None and (r["training"] or last > r["resume_step"]):  # training
                     if crash_step == last:
                         charge = 1 if r["attempts"] else 2
                     crash_step = last

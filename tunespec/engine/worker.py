@@ -186,7 +186,9 @@ class Worker:
         def on_step(step: int, epoch: int, mean_loss: float) -> None:
             self.store.add_snapshot(model_id, step, epoch, mean_loss, now_ns())
 
-        def should_stop() -> bool:
+        def should_stop() -> bool:  # called before every step
+            if not last_check[0]:
+                self.store.training_began(model_id)
             if self._stop.is_set():
                 reason.setdefault("why", "shutdown")
                 return True
