@@ -201,6 +201,7 @@ class _Rows:
 
     def __init__(self, rows: list[tuple[Request, int]], cache, mask, last):
         self.rows, self.cache, self.mask, self.last = rows, cache, mask, last
+        self.mergeable = _mergeable(cache)  # its layers keep their kind while decoding
 
     @property
     def length(self) -> int:
@@ -223,7 +224,7 @@ class _Rows:
             self.rows = [self.rows[j] for j in kept]
             used = self.mask.any(0).nonzero()
             lead = int(used[0]) if len(used) else 0
-            if lead and _mergeable(self.cache):
+            if lead and self.mergeable:
                 for layer in self.cache.layers:
                     layer.keys, layer.values = layer.keys[:, :, lead:], layer.values[:, :, lead:]
                 self.mask = self.mask[:, lead:]
@@ -349,7 +350,7 @@ def decode(model, pad: int, batch: list[Request],
         rows, logits = decoder.prefill(batch)
         chosen = decoder.choose(rows, logits)
         while True:
-            if join is not None and (not rows.rows or _mergeable(rows.cache)):
+            if join is not None and (not rows.rows or rows.mergeable):
                 newcomers = join(len(rows.rows), rows.length, rows.budget())
                 if newcomers:
                     batch.extend(newcomers)

@@ -36,6 +36,7 @@ class _Loaded:
     tokenizer: object
     fmt: modelio.PromptFormat
     positions: int | None
+    input_limit: int | None  # the inputTokenLimit a prompt is held to (_input_limit)
     batcher: batching.Batcher
 
 
@@ -83,7 +84,9 @@ def _build(path: Path) -> _Loaded:
     model.eval()
     tokenizer = modelio.load_tokenizer(adapter or base_dir)
     fmt = modelio.PromptFormat.of(tokenizer)
-    return _Loaded(model, tokenizer, fmt, modelio.max_positions(model), batching.Batcher(model, fmt.pad))
+    positions = modelio.max_positions(model)
+    return _Loaded(model, tokenizer, fmt, positions, _input_limit(path, positions),
+                   batching.Batcher(model, fmt.pad))
 
 
 def warm_up() -> None:
@@ -105,13 +108,9 @@ def _import_stack() -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast  # noqa: F401
 
 
-def preload(model_dir: Path) -> None:
-    """Load the model of `model_dir` into the cache now (a server warming up its default model)."""
-    _load(model_dir)
-
-
 def preload_quietly(model_dir: Path) -> None:
-    """preload(), for a head start only: a failure shows when the model is asked for."""
+    """Load the model of `model_dir` into the cache now, for a head start only: a failure shows when
+    the model is asked for."""
     with contextlib.suppress(Exception):
         _load(model_dir)
 
@@ -190,7 +189,7 @@ def _request(model_dir: Path, prompt: str, *, temperature: float, top_p: float, 
     if loaded.positions:
         max_new = max(1, min(max_new, loaded.positions - fmt.overhead - 1))
     ids = fmt.frame_prompt(prompt, None, messages)  # never cut: too long a prompt is refused
-    max_new = _fit(len(ids), max_new, _input_limit(model_dir, loaded.positions), loaded.positions)
+    max_new = _fit(len(ids), max_new, loaded.input_limit, loaded.positions)
     stops = [s for s in stop_sequences if s]
     sample = temperature > 0
     req = batching.Request(

@@ -20,24 +20,26 @@ from pathlib import Path
 RECORD = "ray-local.{pid}.json"
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), None if gone."""
+def _stat(pid: int | str) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (the state first), None if the process is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (stat field 22), None if gone."""
+    stat = _stat(pid)
+    return stat[19] if stat else None
 
 
 def _descendants(pid: int) -> list[int]:
     """Every live process below `pid`."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            children.setdefault(parent, []).append(int(entry.name))
+        if entry.name.isdigit() and (stat := _stat(entry.name)):
+            children.setdefault(int(stat[1]), []).append(int(entry.name))
     found, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):
