@@ -182,13 +182,15 @@ class Worker:
 
         reason: dict[str, str] = {}
         last_check = [0.0]
+        began = [False]  # told the store this attempt's training loop runs
 
         def on_step(step: int, epoch: int, mean_loss: float) -> None:
             self.store.add_snapshot(model_id, step, epoch, mean_loss, now_ns())
 
         def should_stop() -> bool:  # called before every step
-            if not last_check[0]:
+            if not began[0]:
                 self.store.training_began(model_id)
+                began[0] = True
             if self._stop.is_set():
                 reason.setdefault("why", "shutdown")
                 return True
