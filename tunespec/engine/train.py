@@ -144,8 +144,9 @@ def train(req: TrainRequest, work_dir: Path, on_step: Callable[[int, int, float]
         if not math.isfinite(mean_loss):
             raise RuntimeError(f"training diverged at step {step}: the loss is {mean_loss}; "
                                "lower the learning rate")
-        on_step(step, epoch_of(step, batch, n), mean_loss)
-        history.append((step, epoch_of(step, batch, n), mean_loss, time.time_ns()))
+        epoch = epoch_of(step, batch, n)
+        on_step(step, epoch, mean_loss)
+        history.append((step, epoch, mean_loss, time.time_ns()))
         if step < total and (time.monotonic() - saved_at >= interval or (
                 checkpoint_every_steps and step - saved_step >= checkpoint_every_steps)):
             began = time.monotonic()
@@ -318,7 +319,7 @@ def _checkpoint_dir(work_dir: Path) -> Path | None:
 
 
 def _save_checkpoint(work_dir: Path, named, optimizer, step: int, total: int, fingerprint: str,
-                     history: Iterable[tuple[int, int, float, int]] = ()) -> None:
+                     history: Iterable[tuple[int, int, float, int]]) -> None:
     """Trainable weights (safetensors), optimizer + RNG state, step and the last steps' losses:
     written aside, then renamed."""
     import torch
